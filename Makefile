@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 train: $(STAMP)
-	$(BIN)/digitnet data
+	$(BIN)/digitnet train --preset default
 
 bench: $(STAMP)
 	$(BIN)/digitnet bench

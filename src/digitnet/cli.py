@@ -132,6 +132,227 @@ def data(
     console.print(classes)
 
 
+def _train_progress(total_epochs: int, quiet: bool):
+    """A Rich progress bar fed by the trainer's per-epoch callback (on stderr)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+        TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}  val acc {task.fields[val]}"),
+        TimeElapsedColumn(), console=err_console, transient=True, disable=quiet,
+    )
+    task = progress.add_task("train", total=total_epochs, loss="-", val="-")
+
+    def callback(record: Any) -> None:
+        progress.update(task, completed=record.epoch, loss=f"{record.loss:.4f}",
+                        val=f"{record.val_accuracy:.2%}")
+
+    return progress, callback
+
+
+@app.command()
+def train(
+    preset: Annotated[str, typer.Option(help="seed (the original notebook) or default.")] =
+    "default",
+    hidden: Annotated[int | None, typer.Option(help="Units in each hidden layer.")] = None,
+    layers: Annotated[int | None, typer.Option(help="Number of hidden layers.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Total gradient steps "
+                                                   "(replaces --epochs).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step; 0 = all "
+                                                   "(full-batch).")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="gd, momentum or adam.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate α.")] = None,
+    schedule: Annotated[str | None, typer.Option(help="constant, cosine or onecycle.")] = None,
+    l2: Annotated[float | None, typer.Option(help="L2 penalty λ.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    val_size: Annotated[int | None, typer.Option(help="Training images held out for "
+                                                 "validation.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="mnist or fashion-mnist.")] = None,
+    data_dir: DataDir = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the model "
+                                             "(default: models/<preset>.safetensors).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Train the network on MNIST and save it as a model file."""
+    from digitnet import modelfile, training
+
+    config = training.make_config(
+        preset, hidden=hidden, layers=layers, epochs=epochs, iterations=iterations,
+        batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule, l2=l2, seed=seed,
+        val_size=val_size, dataset=dataset)
+    out = out or Path("models") / f"{config.preset}.safetensors"
+    if out.is_dir():
+        fail(f"{out}: is a directory; give a file name like model.safetensors")
+    progress, callback = _train_progress(
+        config.iterations or config.epochs, quiet or as_json)
+    with progress:
+        model = training.train_on_dataset(config, data_dir, callback,
+                                          progressbar=RichDownloadBar())
+    modelfile.save(model, out)
+    metrics = model.meta["metrics"]
+    if as_json:
+        print_json({**metrics, "model": str(out), "preset": config.preset,
+                    "config": config.to_dict()})
+        return
+    table = Table(title=f"{config.preset} preset: {'-'.join(map(str, model.sizes))} network")
+    for column in ("train", "dev (validation)", "test", "seconds", "epochs", "steps"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{metrics['train_accuracy']:.2%}", f"{metrics['dev_accuracy']:.2%}",
+                  f"{metrics['test_accuracy']:.2%}", f"{metrics['train_seconds']:.2f}",
+                  str(metrics["epochs"]), str(metrics["iterations"]))
+    console.print(table)
+    console.print(f"model saved to [bold]{out}[/]")
+
+
+def _load_model(path: Path):
+    from digitnet import modelfile
+
+    return modelfile.load(path)
+
+
+def _labelled_data(dataset: str, split: str, data_dir: Path | None):
+    from digitnet import datasets
+
+    if dataset in datasets.DATASETS:
+        return datasets.load(dataset, split, data_dir)
+    path = Path(dataset)
+    if not path.exists():
+        fail(f"{dataset}: neither a dataset name ({', '.join(datasets.DATASETS)}) nor a file")
+    images, labels = datasets.load_file(path, split)
+    if labels is None:
+        fail(f"{path}: has no labels, so it cannot be evaluated; use predict")
+    return images, labels
+
+
+@app.command()
+def evaluate(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist or a file "
+                                         "(CSV, npz, IDX).")] = "mnist",
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix of a model."""
+    from digitnet import metrics
+
+    if split not in ("train", "test"):
+        fail(f"unknown split {split!r}; choose 'train' or 'test'")
+    model = _load_model(model_path)
+    images, labels = _labelled_data(dataset, split, data_dir)
+    result = metrics.evaluate(labels, model.predict(images), model.sizes[-1])
+    if as_json:
+        print_json({"model": str(model_path), "dataset": dataset, "split": split, **result})
+        return
+    names = model.class_names
+    table = Table(title=f"{model_path} on {dataset} {split}: accuracy {result['accuracy']:.2%}"
+                  f" of {result['n']:,}")
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="right")
+    for name, row in zip(names, result["per_class"], strict=True):
+        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}",
+                      f"{row['f1']:.3f}", f"{row['support']:,}")
+    console.print(table)
+    confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
+    confusion.add_column("")
+    for name in names:
+        confusion.add_column(name[:6], justify="right")
+    for name, row in zip(names, result["confusion_matrix"], strict=True):
+        confusion.add_row(name[:6], *(str(v) for v in row))
+    console.print(confusion)
+
+
+@app.command()
+def predict(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
+    images: Annotated[list[Path] | None, typer.Argument(metavar="IMAGE...",
+                                                        help="PNG, JPEG or BMP files.")] = None,
+    top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,
+    dataset: Annotated[str | None, typer.Option(help="Predict a stored digit of this "
+                                                "dataset instead (with --index).")] = None,
+    index: Annotated[int | None, typer.Option(help="Which digit of --dataset.")] = None,
+    split: Annotated[str, typer.Option(help="Split of --dataset.")] = "test",
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Predict the digit in a person's own images (or one stored digit)."""
+    import numpy as np
+
+    from digitnet import imaging
+
+    model = _load_model(model_path)
+    n_classes = model.sizes[-1]
+    if not 1 <= top <= n_classes:
+        fail(f"--top {top} is out of range; it must be between 1 and {n_classes}")
+    inputs, names, truths = [], [], []
+    if dataset is not None or index is not None:
+        if images:
+            fail("give image files or --dataset/--index, not both")
+        if dataset is None or index is None:
+            fail("--dataset and --index go together")
+        data, labels = _labelled_data(dataset, split, data_dir)
+        if not 0 <= index < len(data):
+            fail(f"--index {index} is out of range; {dataset} {split} has {len(data):,} "
+                 f"images (0 to {len(data) - 1})")
+        inputs.append(data[index])
+        names.append(f"{dataset}[{split}][{index}]")
+        truths.append(int(labels[index]))
+    elif not images:
+        fail("give at least one image file, or --dataset and --index")
+    else:
+        for path in images:
+            inputs.append(imaging.preprocess(path))
+            names.append(str(path))
+            truths.append(None)
+    probabilities = model.predict_proba(np.stack(inputs))
+    results = []
+    for name, p, truth in zip(names, probabilities, truths, strict=True):
+        result = {"file": name, "label": int(np.argmax(p)),
+                  "probabilities": [round(float(v), 6) for v in p]}
+        if truth is not None:
+            result["true_label"] = truth
+        results.append(result)
+    if as_json:
+        print_json(results)
+        return
+    class_names = model.class_names
+    for result in results:
+        p = np.asarray(result["probabilities"])
+        best = np.argsort(-p)[:top]
+        shown = ", ".join(f"{class_names[k]} {p[k]:.1%}" for k in best)
+        truth = f" (true: {class_names[result['true_label']]})" if "true_label" in result else ""
+        console.print(f"{result['file']}: [bold]{class_names[result['label']]}[/]{truth}  "
+                      f"[dim]{shown}[/]", highlight=False)
+
+
+@app.command()
+def gradcheck(
+    threshold: Annotated[float, typer.Option(help="Largest relative error "
+                                             "accepted.")] = 1e-6,
+    as_json: Json = False,
+) -> None:
+    """Compare backpropagation with central differences (float64, small random network)."""
+    from digitnet.gradcheck import gradient_check
+
+    result = gradient_check()
+    ok = result.max_relative_error <= threshold
+    if as_json:
+        print_json({"max_relative_error": result.max_relative_error,
+                    "per_parameter": result.per_parameter, "threshold": threshold,
+                    "sizes": list(result.sizes), "batch": result.batch, "passed": ok})
+    else:
+        for name, error in result.per_parameter.items():
+            console.print(f"{name}: largest relative error {error:.2e}")
+        verdict = "[green]passed[/]" if ok else "[red]failed[/]"
+        console.print(f"gradient check {verdict}: {result.max_relative_error:.2e} "
+                      f"(threshold {threshold:.0e})")
+    if not ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point: run the app, turning digitnet's errors into one line and exit 1."""
     try:
@@ -139,6 +360,9 @@ def main() -> None:
     except DigitnetError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except ValueError as exc:  # options Typer parsed but the library refused
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
         sys.exit(130)

@@ -1,0 +1,207 @@
+"""Save and load models: safetensors arrays with JSON metadata, written atomically.
+
+A model file holds the arrays ``W1, b1, W2, b2, ...`` and, in the safetensors header's metadata,
+``format = "digitnet-model"``, ``format_version`` and ``digitnet``: a JSON object with the
+architecture, preprocessing, training config, metrics, history, dataset hashes, the digitnet
+version and a SHA-256 of the weights. Loading runs no code (safetensors has no pickle), checks
+every shape against the metadata, and refuses anything that is not a digitnet model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitnet import __version__
+from digitnet._atomic import atomic_write_bytes
+from digitnet.errors import ModelFileError
+from digitnet.model import Model, Preprocessing
+from digitnet.network import Params
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "save", "load", "to_bytes", "from_bytes",
+           "weights_sha256"]
+
+FORMAT = "digitnet-model"
+FORMAT_VERSION = 1
+MAX_BYTES = 1 << 30  # a 784-10-10 model is 32 KB; anything near this is not one of ours
+_DTYPES = {"F32": np.float32, "F64": np.float64}
+
+
+def weights_sha256(params: Params) -> str:
+    """SHA-256 over the parameters' names, shapes, dtypes and bytes, in layer order."""
+    digest = hashlib.sha256()
+    for name, array in params.arrays().items():
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def to_bytes(model: Model) -> bytes:
+    """The model as safetensors bytes."""
+    from safetensors.numpy import save as st_save
+
+    meta = dict(model.meta)
+    meta.update(
+        architecture={"sizes": list(model.sizes), "hidden_activation": "relu",
+                      "output_activation": "softmax"},
+        preprocessing=model.preprocessing.to_dict(),
+        weights_sha256=weights_sha256(model.params),
+        digitnet_version=__version__,
+    )
+    tensors = {k: np.ascontiguousarray(v) for k, v in model.params.arrays().items()}
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+              "digitnet": json.dumps(meta, allow_nan=False, default=_json_default)}
+    return st_save(tensors, metadata=header)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in model metadata")
+
+
+def save(model: Model, path: str | Path) -> Path:
+    """Write the model to ``path`` atomically (temporary file, then rename); returns the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory; give a file name like model.safetensors")
+    try:
+        atomic_write_bytes(path, to_bytes(model))
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+    return path
+
+
+def load(path: str | Path) -> Model:
+    """Read a model file written by :func:`save`.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, truncated, not a digitnet model, from a newer format, has shapes
+        that disagree with its metadata, non-finite weights, or weights that differ from the
+        recorded SHA-256 (modified or corrupted).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ModelFileError(f"{path}: {size:,} bytes is too large for a digitnet model")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such model file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, expected a model file") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return from_bytes(data, str(path))
+
+
+def _header(data: bytes, source: str) -> dict[str, Any]:
+    if len(data) < 8:
+        raise ModelFileError(f"{source}: truncated or empty ({len(data)} bytes); not a model file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n == 0 or 8 + n > len(data):
+        raise ModelFileError(f"{source}: not a safetensors model file (header length {n} does "
+                             f"not fit in {len(data)} bytes; truncated or another format)")
+    try:
+        header = json.loads(data[8:8 + n])
+    except (UnicodeDecodeError, ValueError):
+        raise ModelFileError(f"{source}: not a safetensors model file (unreadable header)") \
+            from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{source}: not a safetensors model file (header is not an object)")
+    return header
+
+
+def _metadata(header: dict[str, Any], source: str) -> dict[str, Any]:
+    meta = header.get("__metadata__")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{source}: not a digitnet model (a safetensors file without "
+                             "digitnet metadata)")
+    try:
+        version = int(meta.get("format_version", ""))
+    except ValueError:
+        raise ModelFileError(f"{source}: unreadable format_version "
+                             f"{meta.get('format_version')!r}") from None
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{source}: written by a newer digitnet (model format {version}, "
+                             f"this version reads up to {FORMAT_VERSION}); upgrade digitnet")
+    try:
+        info = json.loads(meta.get("digitnet", ""))
+    except ValueError:
+        raise ModelFileError(f"{source}: damaged digitnet metadata (not JSON)") from None
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{source}: damaged digitnet metadata (not an object)")
+    for key in ("architecture", "preprocessing", "weights_sha256"):
+        if key not in info:
+            raise ModelFileError(f"{source}: digitnet metadata lacks {key!r}")
+    return info
+
+
+def _sizes(info: dict[str, Any], source: str) -> list[int]:
+    sizes = info["architecture"].get("sizes") if isinstance(info["architecture"], dict) else None
+    if (not isinstance(sizes, list) or len(sizes) < 2
+            or not all(isinstance(s, int) and 0 < s <= 1 << 20 for s in sizes)):
+        raise ModelFileError(f"{source}: metadata gives no valid layer sizes ({sizes!r})")
+    return sizes
+
+
+def _params(data: bytes, sizes: list[int], source: str) -> Params:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    try:
+        arrays = st_load(data)
+    except (SafetensorError, ValueError, TypeError, OverflowError) as exc:
+        raise ModelFileError(f"{source}: damaged safetensors data ({exc})") from None
+    W, b = [], []
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        for name, shape, out in ((f"W{layer}", (fan_in, fan_out), W),
+                                 (f"b{layer}", (fan_out,), b)):
+            if name not in arrays:
+                raise ModelFileError(f"{source}: missing array {name}")
+            array = arrays[name]
+            if array.shape != shape:
+                raise ModelFileError(f"{source}: {name} has shape {array.shape}, the metadata "
+                                     f"says {shape}")
+            if array.dtype.type not in _DTYPES.values():
+                raise ModelFileError(f"{source}: {name} has dtype {array.dtype}, expected "
+                                     "float32 or float64")
+            if not np.isfinite(array).all():
+                raise ModelFileError(f"{source}: {name} holds non-finite values (NaN or inf)")
+            out.append(array)
+    extra = set(arrays) - {f"{p}{k}" for k in range(1, len(sizes)) for p in "Wb"}
+    if extra:
+        raise ModelFileError(f"{source}: unexpected arrays {', '.join(sorted(extra))}")
+    return Params(W, b)
+
+
+def _preprocessing(info: dict[str, Any], source: str) -> Preprocessing:
+    raw = info["preprocessing"]
+    try:
+        pre = Preprocessing(float(raw["scale"]), float(raw["mean"]), float(raw["std"]))
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(f"{source}: unreadable preprocessing {raw!r}") from None
+    if not all(np.isfinite([pre.scale, pre.mean, pre.std])) or pre.std <= 0:
+        raise ModelFileError(f"{source}: invalid preprocessing {raw!r}")
+    return pre
+
+
+def from_bytes(data: bytes, source: str = "<bytes>") -> Model:
+    """Parse a model file's bytes; see :func:`load`."""
+    info = _metadata(_header(data, source), source)
+    params = _params(data, _sizes(info, source), source)
+    if weights_sha256(params) != info["weights_sha256"]:
+        raise ModelFileError(f"{source}: weights differ from the SHA-256 recorded when the "
+                             "model was saved: the file was modified or corrupted")
+    return Model(params, _preprocessing(info, source), info)

@@ -1,0 +1,370 @@
+"""Training: one typed config, presets, the minibatch loop, history.
+
+Full-batch gradient descent (the seed's notebook) is this same loop with ``batch_size = 0``,
+meaning all training examples in one batch. Randomness comes from one seed: the parameters, the
+validation split and each epoch's shuffle are drawn from generators derived from it, so the same
+seed gives bit-identical weights and an epoch's order never depends on what ran before it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitnet import network
+from digitnet.errors import ConfigError, DivergenceError
+from digitnet.model import Model, Preprocessing
+from digitnet.network import Params
+from digitnet.optim import OPTIMIZERS, SCHEDULES, Schedule, make_optimizer
+
+__all__ = ["TrainConfig", "PRESETS", "make_config", "Trainer", "train", "train_on_dataset"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides how a network is trained. Saved inside the model file."""
+
+    preset: str = "default"       # the preset these values started from
+    dataset: str = "mnist"        # the named dataset to train on
+    hidden: int = 10              # units in each hidden layer
+    layers: int = 1               # number of hidden layers (the seed has one)
+    init: str = "he"              # "uniform" (the seed's [-0.5, 0.5)), "he" or "glorot"
+    optimizer: str = "adam"       # "gd", "momentum" or "adam"
+    lr: float = 0.01              # learning rate α (the peak one under a schedule)
+    momentum: float = 0.9         # μ, for the momentum optimizer
+    schedule: str = "cosine"      # "constant", "cosine" or "onecycle"
+    l2: float = 0.0               # λ of the L2 penalty λ/2·ΣW²
+    label_smoothing: float = 0.0  # ε: targets (1-ε)·one-hot + ε/10
+    epochs: int = 10              # passes over the training images
+    iterations: int | None = None  # total gradient steps; when set, it replaces epochs
+    batch_size: int = 128         # examples per step; 0 = all of them (full-batch)
+    val_size: int = 5000          # training images held out to validate (the seed's dev set)
+    select_best: bool = True      # keep the epoch with the best validation accuracy
+    standardize: bool = True      # inputs (x/255 - mean)/std of the training set; else x/255
+    seed: int = 0                 # one seed for every random draw
+    dtype: str = "float32"        # "float32" or "float64"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The original notebook: inputs /255, W and b uniform in [-0.5, 0.5), full-batch gradient
+    # descent, α = 0.10, 500 iterations, 1,000 training images held out as the dev set.
+    "seed": dict(init="uniform", optimizer="gd", lr=0.10, schedule="constant", iterations=500,
+                 epochs=500, batch_size=0, val_size=1000, standardize=False, select_best=False,
+                 l2=0.0),
+    # The same 784-10-10 network trained well in a few seconds.
+    "default": dict(init="he", optimizer="adam", lr=0.01, schedule="onecycle", epochs=15,
+                    batch_size=64, val_size=5000, standardize=True, select_best=True,
+                    l2=1e-4),
+}
+
+# Bounds a value must lie within: (low, high, whether low itself is allowed).
+_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "hidden": (1, 4096, True),
+    "layers": (1, 8, True),
+    "lr": (0, 1e6, False),
+    "momentum": (0, 1, True),
+    "l2": (0, 1e3, True),
+    "label_smoothing": (0, 1, True),
+    "epochs": (1, 100_000, True),
+    "iterations": (1, 10_000_000, True),
+    "batch_size": (0, 1_000_000, True),
+    "val_size": (0, 1_000_000, True),
+    "seed": (0, 2**63 - 1, True),
+}
+_CHOICES = {"init": network.INITS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+            "dtype": ("float32", "float64")}
+
+
+def _check(config: TrainConfig) -> TrainConfig:
+    for name, (low, high, low_ok) in _BOUNDS.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} = {value} is not a finite number")
+        if value < low or (value == low and not low_ok) or value > high:
+            lower = f">= {low:g}" if low_ok else f"> {low:g}"
+            raise ConfigError(f"{name} = {value:g} is out of range; it must be {lower} and "
+                              f"<= {high:g}")
+    if config.momentum >= 1:
+        raise ConfigError(f"momentum = {config.momentum:g} must be below 1")
+    if config.label_smoothing >= 1:
+        raise ConfigError(f"label_smoothing = {config.label_smoothing:g} must be below 1")
+    for name, choices in _CHOICES.items():
+        if getattr(config, name) not in choices:
+            raise ConfigError(f"unknown {name} {getattr(config, name)!r}; choose one of "
+                              f"{', '.join(choices)}")
+    return config
+
+
+def make_config(preset: str = "default", **overrides: Any) -> TrainConfig:
+    """The preset's config with ``overrides`` (those not None) applied, checked.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown preset or option, or a value out of range.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    if overrides.get("epochs") is not None and overrides.get("iterations") is None:
+        values["iterations"] = None  # asking for epochs replaces a preset's iteration count
+    return _check(TrainConfig(preset=preset, **values))
+
+
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch produced; the history is a list of these, by field."""
+
+    epoch: int
+    step: int
+    lr: float
+    loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    model: Model
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _pixel_stats(images: np.ndarray, exclude: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of pixels/255 over the images not in ``exclude``."""
+    counts = np.bincount(images.reshape(-1), minlength=256).astype(np.float64)
+    if len(exclude):
+        counts -= np.bincount(images[exclude].reshape(-1), minlength=256)
+    values = np.arange(256) / 255.0
+    total = counts.sum()
+    mean = float(counts @ values / total)
+    std = float(np.sqrt(counts @ (values - mean) ** 2 / total))
+    return mean, std if std > 0 else 1.0
+
+
+class Trainer:
+    """Trains a network on uint8 images (n, 28, 28) or (n, 784) with labels (n,).
+
+    Parameters
+    ----------
+    config
+        The checked training config.
+    images, labels
+        The training images; ``config.val_size`` of them are held out for validation.
+    n_classes
+        Width of the output layer.
+    """
+
+    def __init__(self, config: TrainConfig, images: np.ndarray, labels: np.ndarray,
+                 n_classes: int = 10) -> None:
+        self.config = config
+        self.images = np.ascontiguousarray(images).reshape(len(images), -1)
+        self.labels = np.asarray(labels)
+        self.n_classes = n_classes
+        self.dtype = np.dtype(config.dtype).type
+        n = len(self.images)
+        if config.val_size >= n:
+            raise ConfigError(f"val_size = {config.val_size} leaves no training images "
+                              f"(there are {n})")
+        seeds = np.random.SeedSequence(config.seed).spawn(2)
+        order = np.random.default_rng(seeds[0]).permutation(n)
+        self.val_idx = np.sort(order[:config.val_size])
+        self.train_idx = np.sort(order[config.val_size:])
+        self.n_train = len(self.train_idx)
+        self.batch_size = self.n_train if config.batch_size in (0, None) else min(
+            config.batch_size, self.n_train)
+        self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
+        self.total_steps = config.iterations or config.epochs * self.steps_per_epoch
+        self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        if config.standardize:
+            mean, std = _pixel_stats(self.images, self.val_idx)
+            self.preprocessing = Preprocessing(1 / 255, mean, std)
+        else:
+            self.preprocessing = Preprocessing(1 / 255, 0.0, 1.0)
+        sizes = (self.images.shape[1], *[config.hidden] * config.layers, n_classes)
+        self.params = network.init_params(sizes, np.random.default_rng(seeds[1]), config.init,
+                                          self.dtype)
+        self.optimizer = make_optimizer(config.optimizer, config.momentum)
+        self.schedule = Schedule(config.schedule, config.lr, self.total_steps)
+        self.step = 0
+        self.epoch = 0
+        self.history: dict[str, list[float]] = {f.name: [] for f in fields(EpochRecord)}
+        self.best: tuple[float, int, Params] | None = None
+        self._full_batch: tuple[np.ndarray, np.ndarray] | None = None
+        self._val: tuple[np.ndarray, np.ndarray] | None = None
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def _targets(self, labels: np.ndarray) -> np.ndarray:
+        Y = network.one_hot(labels, self.n_classes, self.dtype)
+        eps = self.config.label_smoothing
+        if eps:
+            Y = Y * (1 - eps) + eps / self.n_classes
+        return Y
+
+    def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (self.preprocessing.apply(self.images[idx], self.dtype),
+                self._targets(self.labels[idx]))
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        # Drawn from (seed, epoch) alone, so a resumed run shuffles exactly as an unbroken one.
+        rng = np.random.default_rng([self.config.seed, epoch])
+        return self.train_idx[rng.permutation(self.n_train)]
+
+    def _batches(self, epoch: int):
+        if self.batch_size >= self.n_train:
+            if self._full_batch is None:
+                self._full_batch = self._batch(self.train_idx)
+            yield self._full_batch, self.labels[self.train_idx]
+            return
+        order = self._epoch_order(epoch)
+        for start in range(0, self.n_train, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield self._batch(idx), self.labels[idx]
+
+    # -- one step, one epoch ------------------------------------------------------------------
+
+    def _step(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+        fwd = network.forward(self.params, X)
+        loss = network.cross_entropy(fwd.A[-1], Y) + network.l2_penalty(self.params,
+                                                                        self.config.l2)
+        grads = network.backward(self.params, fwd, Y, self.config.l2)
+        lr = self.schedule(self.step)
+        self.optimizer.step(self.params, grads, lr)
+        self.step += 1
+        if not math.isfinite(loss) or not self.params.all_finite():
+            raise DivergenceError(
+                f"training diverged at step {self.step} (loss {loss:.4g}, learning rate "
+                f"{lr:.4g}); try a smaller learning rate, e.g. --lr {self.config.lr / 10:g}")
+        return loss, np.argmax(fwd.A[-1], axis=1)
+
+    def _run_epoch(self, epoch: int) -> tuple[float, float]:
+        """Train one epoch; returns the mean loss and accuracy over its batches."""
+        loss_sum, correct, seen = 0.0, 0, 0
+        for (X, Y), y in self._batches(epoch):
+            if self.step >= self.total_steps:
+                break
+            loss, predicted = self._step(X, Y)
+            loss_sum += loss * len(y)
+            correct += int(np.count_nonzero(predicted == y))
+            seen += len(y)
+        return loss_sum / seen, correct / seen
+
+    def _validate(self) -> tuple[float, float]:
+        if not len(self.val_idx):
+            return float("nan"), float("nan")
+        if self._val is None:
+            self._val = self._batch(self.val_idx)
+        X, Y = self._val
+        P = network.forward(self.params, X).A[-1]
+        accuracy = float(np.mean(np.argmax(P, axis=1) == self.labels[self.val_idx]))
+        return network.cross_entropy(P, Y), accuracy
+
+    def accuracy(self, idx: np.ndarray, params: Params | None = None) -> float:
+        """Accuracy of ``params`` (default: the current ones) on the images at ``idx``."""
+        if not len(idx):
+            return float("nan")
+        params = params or self.params
+        correct = 0
+        for start in range(0, len(idx), 10_000):
+            part = idx[start:start + 10_000]
+            X = self.preprocessing.apply(self.images[part], self.dtype)
+            correct += int(np.count_nonzero(network.predict(params, X) == self.labels[part]))
+        return correct / len(idx)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, callback: Callable[[EpochRecord], None] | None = None) -> Model:
+        """Train until ``total_steps``; ``callback`` receives each epoch's record."""
+        start = time.perf_counter()
+        while self.step < self.total_steps:
+            t0 = time.perf_counter()
+            lr = self.schedule(self.step)
+            loss, train_accuracy = self._run_epoch(self.epoch)
+            val_loss, val_accuracy = self._validate()
+            self.epoch += 1
+            record = EpochRecord(self.epoch, self.step, lr, loss, train_accuracy, val_loss,
+                                 val_accuracy, time.perf_counter() - t0)
+            for name, value in asdict(record).items():
+                self.history[name].append(value)
+            if self.config.select_best and len(self.val_idx):
+                if self.best is None or val_accuracy > self.best[0]:
+                    self.best = (val_accuracy, self.epoch, self.params.copy())
+            if callback is not None:
+                callback(record)
+        return self._model(time.perf_counter() - start)
+
+    def _model(self, seconds: float) -> Model:
+        params, chosen = self.params, self.epoch
+        if self.best is not None:
+            _, chosen, params = self.best
+        metrics = {
+            "train_accuracy": self.accuracy(self.train_idx, params),
+            "dev_accuracy": self.accuracy(self.val_idx, params),
+            "train_seconds": seconds,
+            "epochs": self.epoch,
+            "iterations": self.step,
+            "chosen_epoch": chosen,
+        }
+        meta = {"config": self.config.to_dict(), "preset": self.config.preset,
+                "metrics": metrics, "history": self.history}
+        return Model(params, self.preprocessing, meta)
+
+
+def train(config: TrainConfig, images: np.ndarray, labels: np.ndarray,
+          callback: Callable[[EpochRecord], None] | None = None) -> Model:
+    """Train a network on images (n, 28, 28) uint8 and labels (n,); see :class:`Trainer`."""
+    return Trainer(config, images, labels).run(callback)
+
+
+def train_on_dataset(
+    config: TrainConfig,
+    data_dir: str | Path | None = None,
+    callback: Callable[[EpochRecord], None] | None = None,
+    download: bool = True,
+    progressbar: Any = None,
+) -> Model:
+    """Train on the config's named dataset and report test accuracy (never used to choose).
+
+    The model's metadata records the dataset's content hashes and the class names.
+    """
+    from digitnet import datasets
+
+    images, labels, train_files = datasets.load_split(config.dataset, "train", data_dir,
+                                                      download, progressbar)
+    test_images, test_labels, test_files = datasets.load_split(config.dataset, "test",
+                                                               data_dir, download, progressbar)
+    model = train(config, images, labels, callback)
+    model.meta["metrics"]["test_accuracy"] = float(np.mean(model.predict(test_images)
+                                                           == test_labels))
+    model.meta["class_names"] = list(datasets.DATASETS[config.dataset].class_names)
+    model.meta["datasets"] = {
+        "name": config.dataset,
+        "train": {"source": train_files.source, "sha256": train_files.sha256},
+        "test": {"source": test_files.source, "sha256": test_files.sha256},
+    }
+    return model
+
+
+def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
+    """A copy of ``config`` with some fields changed, checked again."""
+    return _check(replace(config, **overrides))
