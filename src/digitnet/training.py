@@ -172,10 +172,13 @@ class Trainer:
         The training images; ``config.val_size`` of them are held out for validation.
     n_classes
         Width of the output layer.
+    preprocessing
+        A fixed input transform to use instead of the one ``config.standardize`` computes from
+        the training pixels; it lets float inputs of any scale be trained on (the estimator).
     """
 
     def __init__(self, config: TrainConfig, images: np.ndarray, labels: np.ndarray,
-                 n_classes: int = 10) -> None:
+                 n_classes: int = 10, preprocessing: Preprocessing | None = None) -> None:
         self.config = config
         self.images = np.ascontiguousarray(images).reshape(len(images), -1)
         self.labels = np.asarray(labels)
@@ -195,7 +198,9 @@ class Trainer:
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         self.total_steps = config.iterations or config.epochs * self.steps_per_epoch
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
-        if config.standardize:
+        if preprocessing is not None:
+            self.preprocessing = preprocessing
+        elif config.standardize:
             mean, std = _pixel_stats(self.images, self.val_idx)
             self.preprocessing = Preprocessing(1 / 255, mean, std)
         else:
