@@ -23,7 +23,9 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import os
+import re
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -39,8 +41,10 @@ __all__ = [
     "DATASETS",
     "DatasetInfo",
     "SplitFiles",
+    "class_balance",
     "load",
     "load_file",
+    "load_split",
     "locate",
     "parse_csv",
     "parse_idx",
@@ -161,7 +165,7 @@ class SplitFiles:
 
 
 # The IDX type byte and the dtype it stands for (big-endian, as the format says).
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -221,7 +225,8 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{source}: truncated IDX header ({len(data)} bytes, "
                         f"{ndim} dimensions need {header})")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python integers: four 32-bit dimensions can overflow int64.
+    expected = header + math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "too long"
         raise DataError(f"{source}: {kind}: dimensions {'x'.join(map(str, shape))} need "
@@ -235,9 +240,21 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 def _read_bytes(path: str | Path) -> bytes:
+    return _read_bytes_and_key(path)[0]
+
+
+def _read_bytes_and_key(path: str | Path) -> tuple[bytes, str]:
+    """A file's bytes and its verification-memo key, taken from the same open file.
+
+    Taking the key (path, size, modification time) from the descriptor that was read, rather
+    than by a later ``stat``, means a file replaced in between is never remembered as verified.
+    """
     path = Path(path)
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read()
+        return data, f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -262,9 +279,12 @@ def _check_images(images: np.ndarray, source: str) -> np.ndarray:
 def _check_labels(labels: np.ndarray, source: str) -> np.ndarray:
     if labels.ndim != 1:
         raise DataError(f"{source}: labels must be one-dimensional, found shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= N_CLASSES):
-        bad = int(labels.max()) if labels.max() >= N_CLASSES else int(labels.min())
-        raise DataError(f"{source}: label {bad} out of range 0-9")
+    # Floats would be truncated by the cast below (3.7 -> 3, NaN -> anything): refuse them.
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{source}: labels must be integers, found {labels.dtype}")
+    bad = np.flatnonzero((labels < 0) | (labels >= N_CLASSES))
+    if bad.size:
+        raise DataError(f"{source}: label {labels[bad[0]]} (item {bad[0] + 1}) out of range 0-9")
     return labels.astype(np.uint8, copy=False)
 
 
@@ -274,14 +294,14 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, source: str) -> None:
 
 
 def _read_split(files: SplitFiles) -> tuple[np.ndarray, np.ndarray]:
-    images_raw = _decompress(_read_bytes(files.images), str(files.images))
-    labels_raw = _decompress(_read_bytes(files.labels), str(files.labels))
     info = DATASETS[files.name]
-    for path, raw, stem in (
-        (files.images, images_raw, FILES[files.split][0]),
-        (files.labels, labels_raw, FILES[files.split][1]),
-    ):
-        files.sha256[stem] = _verify(path, raw, info.sha256[stem], info.title)
+    contents = []
+    for path, stem in zip((files.images, files.labels), FILES[files.split], strict=True):
+        data, key = _read_bytes_and_key(path)
+        raw = _decompress(data, str(path))
+        files.sha256[stem] = _verify(path, key, raw, info.sha256[stem], info.title)
+        contents.append(raw)
+    images_raw, labels_raw = contents
     files.verified = True
     images = _check_images(parse_idx(images_raw, str(files.images)), str(files.images))
     labels = _check_labels(parse_idx(labels_raw, str(files.labels)), str(files.labels))
@@ -307,11 +327,6 @@ def _hash_memo_path() -> Path:
     return cache_dir() / "verified.json"
 
 
-def _memo_key(path: Path) -> str:
-    st = path.stat()
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-
-
 def _read_memo() -> dict[str, str]:
     try:
         memo = json.loads(_hash_memo_path().read_text())
@@ -330,8 +345,8 @@ def _write_memo(memo: dict[str, str]) -> None:
         pass
 
 
-def _verify(path: Path, content: bytes, expected: str, title: str) -> str:
-    key = _memo_key(path)
+def _verify(path: Path, key: str, content: bytes, expected: str, title: str) -> str:
+    """Check ``content`` (read from ``path``, memo ``key``) against the published SHA-256."""
     memo = _read_memo()
     if memo.get(key) == expected:
         return expected
@@ -340,6 +355,9 @@ def _verify(path: Path, content: bytes, expected: str, title: str) -> str:
         raise DataError(f"{path}: content differs from the published {title} "
                         f"(SHA-256 {digest[:12]}…, expected {expected[:12]}…); "
                         "the file is damaged or is another dataset")
+    # Entries for earlier versions of the same file can never match again: drop them.
+    resolved = key.rsplit("|", 2)[0]
+    memo = {k: v for k, v in memo.items() if k.rsplit("|", 2)[0] != resolved}
     memo[key] = digest
     _write_memo(memo)
     return digest
@@ -363,8 +381,20 @@ def _find_in(folder: Path, stem: str) -> Path | None:
     return None
 
 
+# Folders a person points at: holding part of a dataset there is a mistake worth reporting.
+# The cache and the system folder may hold part of one (a download stopped half-way, or only
+# one split fetched so far); the missing files are then downloaded into the cache.
+_USER_SOURCES = ("data_dir", "DIGITNET_DATA")
+
+
 def _split_in(folder: Path, name: str, split: str, source: str) -> SplitFiles | None:
-    """The split's two files in ``folder``; None if the folder holds none of the dataset."""
+    """The split's two files in ``folder``; None if the folder does not hold them all.
+
+    Raises
+    ------
+    DataError
+        If a folder the user named holds some of the dataset's files but not the split's two.
+    """
     if not folder.is_dir():
         return None
     found = {stem: _find_in(folder, stem) for stems in FILES.values() for stem in stems}
@@ -372,6 +402,8 @@ def _split_in(folder: Path, name: str, split: str, source: str) -> SplitFiles | 
         return None
     images, labels = (found[stem] for stem in FILES[split])
     if images is None or labels is None:
+        if source not in _USER_SOURCES:
+            return None
         missing = [stem for stem in FILES[split] if found[stem] is None]
         raise DataError(f"{folder}: holds only some of the {DATASETS[name].title} files; "
                         f"missing {', '.join(missing)} (.gz or raw) for the {split} split")
@@ -384,9 +416,13 @@ def _folders(name: str, data_dir: str | Path | None) -> list[tuple[Path, str]]:
                                                   "DIGITNET_DATA")):
         if root:
             root = Path(root).expanduser()
-            if root.exists() and not root.is_dir():
+            # A folder named on purpose that is not there is a typo, not a reason to download.
+            where = "--data-dir" if source == "data_dir" else "DIGITNET_DATA"
+            if not root.exists():
+                raise DataError(f"{root}: no such folder (given by {where})")
+            if not root.is_dir():
                 raise DataError(f"{root}: is a file, expected a folder holding <name>/ "
-                                "with the IDX files")
+                                f"with the IDX files (given by {where})")
             folders += [(root / name, source), (root, source)]
     folders.append((cache_dir() / name, "cache"))
     folders.append((SYSTEM_DIR / name, "system"))
@@ -428,7 +464,10 @@ def locate(
     """
     info = _check_name(name)
     _check_split(split)
-    folders = _folders(name, data_dir)
+    try:
+        folders = _folders(name, data_dir)
+    except OSError as exc:
+        raise DataError(f"{exc.filename}: cannot be searched ({exc.strerror or exc})") from None
     for folder, source in folders:
         try:
             found = _split_in(folder, name, split, source)
@@ -465,13 +504,22 @@ def _download(info: DatasetInfo, split: str, progressbar: Any, looked: str) -> S
                 paths.append(Path(path))
                 break
             except Exception as exc:  # noqa: BLE001 - any failure means: try the next mirror
-                errors.append(f"{mirror}: {type(exc).__name__}")
+                errors.append(f"{mirror}: {_download_failure(exc)}")
         else:
             raise DataError(f"{info.title} {split} files not found (looked in {looked}) and "
                             f"the download of {stem}.gz failed from every mirror "
                             f"({'; '.join(errors)}); point --data-dir or DIGITNET_DATA at a "
                             f"folder holding {info.name}/ with the IDX files")
     return SplitFiles(info.name, split, paths[0], paths[1], "download")
+
+
+def _download_failure(exc: Exception) -> str:
+    """A few words on why one download failed, for the list of mirrors tried."""
+    text = str(exc)
+    if isinstance(exc, ValueError) and "hash" in text.lower():
+        return "MD5 hash of the downloaded file differs from the published one"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first[:120]}" if first else type(exc).__name__
 
 
 def load(
@@ -498,7 +546,13 @@ def load(
     -------
     images : ndarray of uint8, shape (n, 28, 28)
     labels : ndarray of uint8, shape (n,)
-        In the file's order.
+        In the file's order. Both are read-only views of the file's bytes (no copy); copy
+        them before changing them in place.
+
+    Raises
+    ------
+    DataError
+        If the files are nowhere, malformed, or differ from the published content.
     """
     return _read_split(locate(name, split, data_dir, download, progressbar))
 
@@ -523,45 +577,59 @@ def load_split(
 def parse_csv(data: bytes, source: str = "<bytes>") -> tuple[np.ndarray, np.ndarray | None]:
     """Parse an MNIST CSV: Kaggle's (with a header) or headerless ``label,784 pixels``.
 
-    A Kaggle ``test.csv`` (header ``pixel0..pixel783``, no label) gives images only. Quoted
-    cells, a byte-order mark and CRLF line ends are accepted.
+    A Kaggle ``test.csv`` (header ``pixel0..pixel783``, no label) gives images only, and so does
+    a headerless file of 784 columns. Quoted cells, a byte-order mark, CRLF line ends and blank
+    lines are accepted; every cell must be an integer, pixels 0-255 and labels 0-9.
 
     Returns
     -------
     images : ndarray of uint8, shape (n, 28, 28)
     labels : ndarray of uint8, shape (n,), or None when the file has no label column
+
+    Raises
+    ------
+    DataError
+        Naming ``source``, the line and what is wrong.
     """
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise DataError(f"{source}: not a text CSV file (undecodable bytes)") from None
-    lines = text.splitlines()
-    if not lines or not lines[0].strip():
+    # (line number, line) for each non-blank line, so messages point at the file's own lines.
+    rows = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not rows:
         raise DataError(f"{source}: empty CSV file")
-    first = [cell.strip().strip('"').strip().lower() for cell in lines[0].split(",")]
+    first = _cells(rows[0][1])
     has_header = not all(_is_number(cell) for cell in first)
     if has_header:
         has_label = _check_header(first, source)
-        body = lines[1:]
+        rows = rows[1:]
+        if not rows:
+            raise DataError(f"{source}: no rows after the header")
     else:
         if len(first) not in (N_PIXELS, N_PIXELS + 1):
-            raise DataError(f"{source}: {len(first)} columns in line 1, expected 785 "
+            raise DataError(f"{source}: {len(first)} columns in line {rows[0][0]}, expected 785 "
                             "(label and 784 pixels) or 784 (pixels only)")
         has_label = len(first) == N_PIXELS + 1
-        body = lines
-    columns = N_PIXELS + has_label
-    body = [line for line in body if line.strip()]
-    if not body:
-        raise DataError(f"{source}: no rows after the header")
-    values = _csv_values(body, columns, source, first_line=2 if has_header else 1)
-    if values.min() < 0 or values[:, has_label:].max() > 255:
-        bad = values[:, has_label:]
-        row, col = np.argwhere((bad < 0) | (bad > 255))[0]
-        raise DataError(f"{source}: pixel value {bad[row, col]} in row {row + 1} column "
-                        f"{col + 1 + has_label} outside 0-255")
-    images = values[:, has_label:].astype(np.uint8).reshape(-1, *IMAGE_SHAPE)
-    labels = _check_labels(values[:, 0], source) if has_label else None
-    return images, labels
+    values = _csv_values(rows, has_label, has_header, source)
+    pixels = values[:, 1:] if has_label else values
+    outside = (pixels < 0) | (pixels > 255)
+    if outside.any():
+        row, col = np.argwhere(outside)[0]
+        raise DataError(f"{source}: pixel value {pixels[row, col]} on line {rows[row][0]} "
+                        f"(column {col + 1 + has_label}) outside 0-255")
+    images = pixels.astype(np.uint8).reshape(-1, *IMAGE_SHAPE)
+    if not has_label:
+        return images, None
+    bad = np.flatnonzero((values[:, 0] < 0) | (values[:, 0] >= N_CLASSES))
+    if bad.size:
+        raise DataError(f"{source}: label {values[bad[0], 0]} on line {rows[bad[0]][0]} "
+                        "out of range 0-9")
+    return images, values[:, 0].astype(np.uint8)
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip().strip('"').strip().lower() for cell in line.split(",")]
 
 
 def _is_number(cell: str) -> bool:
@@ -573,33 +641,75 @@ def _is_number(cell: str) -> bool:
 
 
 def _check_header(header: list[str], source: str) -> bool:
-    pixels = header[1:] if header[0] == "label" else header
-    if header[0] != "label" and not header[0].startswith("pixel"):
-        raise DataError(f"{source}: header starts with {header[0]!r}, expected 'label' or "
-                        "'pixel0'")
+    """Check a Kaggle header and say whether it has a label column."""
+    has_label = header[0] == "label"
+    if not has_label and header[0] != "pixel0":
+        raise DataError(f"{source}: header starts with {header[0]!r}, expected 'label' (or "
+                        "'pixel0' for a file without labels)")
+    pixels = header[1:] if has_label else header
     if len(pixels) != N_PIXELS:
         raise DataError(f"{source}: {len(pixels)} pixel columns in the header, expected 784")
-    return header[0] == "label"
+    return has_label
 
 
-def _csv_values(body: list[str], columns: int, source: str, first_line: int) -> np.ndarray:
-    for number, line in enumerate(body, start=first_line):
-        if line.count(",") != columns - 1:
-            raise DataError(f"{source}: line {number} has {line.count(',') + 1} columns, "
-                            f"expected {columns}")
+def _csv_values(
+    rows: list[tuple[int, str]], has_label: bool, has_header: bool, source: str
+) -> np.ndarray:
+    columns = N_PIXELS + has_label
+    for number, line in rows:
+        found = line.count(",") + 1
+        if found != columns:
+            hint = ""
+            if has_header and not has_label and found == columns + 1:
+                hint = " (the header has no 'label' column but the rows have one more cell)"
+            raise DataError(f"{source}: line {number} has {found} columns, expected "
+                            f"{columns}{hint}")
     try:
-        values = np.loadtxt(body, delimiter=",", dtype=np.int64, quotechar='"', ndmin=2)
+        # int32: a Kaggle train.csv (42,000 rows) takes 130 MB, not 260; any value int32
+        # cannot hold is out of range anyway.
+        return np.loadtxt([line for _, line in rows], delimiter=",", dtype=np.int32,
+                          quotechar='"', comments=None, ndmin=2)
     except (ValueError, OverflowError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{source}: non-numeric or malformed cell ({detail})") from None
-    return values
+        raise DataError(_bad_cell(rows, source, exc)) from None
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _bad_cell(rows: list[tuple[int, str]], source: str, exc: Exception) -> str:
+    """Find the cell NumPy could not read, to name its line and column."""
+    for number, line in rows:
+        for column, cell in enumerate(line.split(","), start=1):
+            text = cell.strip().strip('"').strip()
+            if not _INTEGER.fullmatch(text):
+                return (f"{source}: cell {cell.strip()[:20]!r} on line {number}, column "
+                        f"{column} is not an integer")
+            if abs(int(text)) >= 2**31:
+                return (f"{source}: value {text[:20]} on line {number}, column {column} "
+                        "is far out of range")
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{source}: malformed CSV ({detail})"
+
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def parse_npz(
     data: bytes, source: str = "<bytes>", split: str = "train"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Parse keras' ``mnist.npz`` (``x_train, y_train, x_test, y_test``); never unpickles."""
+    """Parse keras' ``mnist.npz`` (``x_train, y_train, x_test, y_test``).
+
+    Never unpickles: an archive holding object arrays is refused before they are read, and so
+    is an array whose header claims more data than the archive holds.
+
+    Returns
+    -------
+    images : ndarray of uint8, shape (n, 28, 28)
+    labels : ndarray of uint8, shape (n,)
+    """
     _check_split(split)
+    if data[:4] not in _ZIP_MAGIC:
+        raise DataError(f"{source}: not an npz file (it does not start with the zip signature)")
     x_key, y_key = f"x_{split}", f"y_{split}"
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
@@ -607,18 +717,39 @@ def parse_npz(
             if missing:
                 raise DataError(f"{source}: npz file lacks {', '.join(missing)} (has "
                                 f"{', '.join(archive.files) or 'no arrays'})")
-            images, labels = archive[x_key], archive[y_key]
+            images, labels = (_npz_array(archive, key, source) for key in (x_key, y_key))
     except DataError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error,
             NotImplementedError, RuntimeError) as exc:
         raise DataError(f"{source}: not a readable npz file ({type(exc).__name__})") from None
     images = _check_images(images, source)
-    if labels.dtype.kind not in "iu":
-        raise DataError(f"{source}: labels must be integers, found {labels.dtype}")
     labels = _check_labels(labels, source)
     _check_pair(images, labels, source)
     return np.ascontiguousarray(images), labels
+
+
+def _npz_array(archive: Any, key: str, source: str) -> np.ndarray:
+    """Read one array of an npz after checking its header: no objects, no inflated sizes."""
+    member = f"{key}.npy" if f"{key}.npy" in archive.zip.namelist() else key
+    with archive.zip.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise DataError(f"{source}: {key} uses .npy format version {version}, "
+                            "expected 1.0 or 2.0")
+        header_size = f.tell()
+    if dtype.hasobject:
+        raise DataError(f"{source}: {key} is an array of Python objects, which would have to "
+                        "be unpickled; refusing to load it")
+    size = archive.zip.getinfo(member).file_size
+    if header_size + math.prod(shape) * dtype.itemsize > size:
+        raise DataError(f"{source}: {key} is truncated (shape {shape} of {dtype} needs more "
+                        f"than the {size} bytes stored)")
+    return archive[key]
 
 
 def load_file(
@@ -634,15 +765,20 @@ def load_file(
     -------
     images : ndarray of uint8, shape (n, 28, 28)
     labels : ndarray of uint8, shape (n,), or None when the file has no labels
+
+    Raises
+    ------
+    DataError
+        If the file cannot be read or is malformed, naming the file and the problem.
     """
     path = Path(path)
     data = _read_bytes(path)
     if not data:
         raise DataError(f"{path}: empty file")
-    if data[:4] == b"PK\x03\x04":
+    if data[:4] in _ZIP_MAGIC:
         return parse_npz(data, str(path), split)
     raw = _decompress(data, str(path))
-    if raw[:2] == b"\x00\x00":
+    if raw[:2] == b"\x00\x00" or _is_idx_name(path.name):
         array = parse_idx(raw, str(path))
         if array.ndim == 1:
             raise DataError(f"{path}: holds labels only; give the images file")
@@ -654,14 +790,24 @@ def load_file(
     return parse_csv(raw, str(path))
 
 
+def _is_idx_name(name: str) -> bool:
+    # Named like an IDX file: a damaged one should get the IDX reader's message, not the CSV's.
+    name = name.lower().removesuffix(".gz")
+    return "ubyte" in name or name.endswith((".idx", "-idx1", "-idx3"))
+
+
 def _labels_beside(images_path: Path) -> np.ndarray | None:
+    """The labels file that goes with an IDX images file, compressed or not, if present."""
     name = images_path.name
     if "images" not in name:
         return None
-    twin = images_path.with_name(name.replace("images", "labels").replace("idx3", "idx1"))
-    if not twin.exists():
-        return None
-    return _check_labels(read_idx(twin), str(twin))
+    twin = name.replace("images", "labels").replace("idx3", "idx1")
+    stem = twin.removesuffix(".gz")
+    for candidate in (twin, f"{stem}.gz", stem):
+        path = images_path.with_name(candidate)
+        if path.is_file():
+            return _check_labels(read_idx(path), str(path))
+    return None
 
 
 def class_balance(labels: np.ndarray) -> list[int]:
