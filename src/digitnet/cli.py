@@ -329,6 +329,49 @@ def predict(
 
 
 @app.command()
+def info(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
+    as_json: Json = False,
+) -> None:
+    """What a model file says about itself: architecture, training, metrics, data hashes."""
+    model = _load_model(model_path)  # loading verifies the weights' SHA-256
+    meta = model.meta
+    summary = {
+        "model": str(model_path),
+        "sizes": list(model.sizes),
+        "preset": meta.get("preset"),
+        "digitnet_version": meta.get("digitnet_version"),
+        "weights_sha256": meta["weights_sha256"],
+        "weights_verified": True,
+        "preprocessing": meta["preprocessing"],
+        "metrics": meta.get("metrics", {}),
+        "config": meta.get("config", {}),
+        "datasets": meta.get("datasets", {}),
+    }
+    if as_json:
+        print_json(summary)
+        return
+    table = Table(title=f"{model_path}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("network", "-".join(map(str, model.sizes)) + " (ReLU hidden, softmax out)")
+    table.add_row("preset", str(summary["preset"]))
+    table.add_row("digitnet", str(summary["digitnet_version"]))
+    table.add_row("weights SHA-256", f"{summary['weights_sha256']} (verified)")
+    for key, value in summary["metrics"].items():
+        if key.endswith("accuracy"):
+            shown = f"{value:.2%}"
+        else:
+            shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+        table.add_row(key, shown)
+    data = summary["datasets"]
+    for split in ("train", "test"):
+        for stem, digest in data.get(split, {}).get("sha256", {}).items():
+            table.add_row(f"{data.get('name', '')} {stem}", digest)
+    console.print(table)
+
+
+@app.command()
 def gradcheck(
     threshold: Annotated[float, typer.Option(help="Largest relative error "
                                              "accepted.")] = 1e-6,
