@@ -88,7 +88,7 @@ def _on_paper(ink: np.ndarray, transform: str, rng: np.random.Generator) -> np.n
     canvas[y:y + h, x:x + w] = ink
     paper, pen = 235.0, 20.0
     if transform == "contrast":
-        paper, pen = rng.uniform(150, 200), rng.uniform(90, 130)
+        paper, pen = rng.uniform(160, 210), rng.uniform(70, 120)
     elif every:  # all at once, each milder than alone
         paper, pen = rng.uniform(180, 220), rng.uniform(40, 90)
     grey = paper - (paper - pen) * canvas
