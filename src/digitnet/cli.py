@@ -12,14 +12,27 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from digitnet import __version__
 from digitnet.errors import DigitnetError
 
+class _Group(TyperGroup):
+    """Turns the errors digitnet raises on purpose into one line on stderr and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigitnetError as exc:
+            fail(str(exc))
+
+
 app = typer.Typer(
+    cls=_Group,
     name="digitnet",
     help="The classic 784-10-10 MNIST network, from scratch in NumPy.",
     add_completion=False,
@@ -58,7 +71,7 @@ class RichDownloadBar:
         self._task = None
 
     def update(self, n: int) -> None:
-        if self._task is None:
+        if self._task is None:  # pooch reuses the object for each file it fetches
             self._progress.start()
             self._task = self._progress.add_task("downloading", total=self.total or None)
         self._progress.update(self._task, advance=n, total=self.total or None)
@@ -68,6 +81,9 @@ class RichDownloadBar:
             self._progress.reset(self._task)
 
     def close(self) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
         self._progress.stop()
 
 
@@ -98,17 +114,18 @@ def data(
     from digitnet import datasets
 
     report: dict[str, Any] = {"name": dataset}
-    sources, balance = {}, {}
+    sources, balance, found = {}, {}, []
+    bar = RichDownloadBar()
     for split in datasets.SPLITS:
-        images, labels, files = datasets.load_split(
-            dataset, split, data_dir, download, progressbar=RichDownloadBar())
+        images, labels, files = datasets.load_split(dataset, split, data_dir, download, bar)
+        found.append(files)
         report[split] = len(images)
         sources[split] = {"source": files.source, "folder": str(files.images.parent),
                           "files": [str(files.images), str(files.labels)]}
         balance[split] = datasets.class_balance(labels)
     report["source"] = sources["train"]["source"]
     report["folder"] = sources["train"]["folder"]
-    report["verified"] = True
+    report["verified"] = all(files.verified for files in found)
     report["splits"] = sources
     report["class_balance"] = balance
     if as_json:
