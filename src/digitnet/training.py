@@ -161,6 +161,30 @@ def _pixel_stats(images: np.ndarray, exclude: np.ndarray) -> tuple[float, float]
     return mean, std if std > 0 else 1.0
 
 
+class _LossWatch:
+    """Tells when the loss has run away although it stays finite.
+
+    ``cross_entropy`` clips probabilities, so a run whose steps overshoot keeps a finite loss: it
+    climbs toward -log(1e-12) ≈ 27.6 while the hidden units die. The watch smooths the data loss
+    over about ten steps (one hard minibatch must not count) and reports a rise above ``RISE``
+    times its start, or times log(n_classes), the loss of a uniform guess, if that is larger.
+    """
+
+    RISE = 3.0
+
+    def __init__(self, n_classes: int) -> None:
+        self.floor = math.log(n_classes)
+        self.smoothed: float | None = None
+        self.limit = math.inf
+
+    def rose(self, data_loss: float) -> bool:
+        if self.smoothed is None:
+            self.smoothed = data_loss
+            self.limit = self.RISE * max(data_loss, self.floor)
+        self.smoothed = 0.9 * self.smoothed + 0.1 * data_loss
+        return self.smoothed > self.limit
+
+
 class Trainer:
     """Trains a network on uint8 images (n, 28, 28) or (n, 784) with labels (n,).
 
@@ -216,6 +240,7 @@ class Trainer:
         self.best: tuple[float, int, Params] | None = None
         self._full_batch: tuple[np.ndarray, np.ndarray] | None = None
         self._val: tuple[np.ndarray, np.ndarray] | None = None
+        self._loss_watch = _LossWatch(n_classes)
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -250,13 +275,14 @@ class Trainer:
 
     def _step(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
         fwd = network.forward(self.params, X)
-        loss = network.cross_entropy(fwd.A[-1], Y) + network.l2_penalty(self.params,
-                                                                        self.config.l2)
+        data_loss = network.cross_entropy(fwd.A[-1], Y)
+        loss = data_loss + network.l2_penalty(self.params, self.config.l2)
         grads = network.backward(self.params, fwd, Y, self.config.l2)
         lr = self.schedule(self.step)
         self.optimizer.step(self.params, grads, lr)
         self.step += 1
-        if not math.isfinite(loss) or not self.params.all_finite():
+        if (not math.isfinite(loss) or not self.params.all_finite()
+                or self._loss_watch.rose(data_loss)):
             raise DivergenceError(
                 f"training diverged at step {self.step} (loss {loss:.4g}, learning rate "
                 f"{lr:.4g}); try a smaller learning rate, e.g. --lr {self.config.lr / 10:g}")
