@@ -17,8 +17,22 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 10) -> np.ndarray:
-    """C[i, j] = how many examples of class i were predicted as j; shape (n, n)."""
-    flat = np.asarray(y_true, dtype=np.int64) * n_classes + np.asarray(y_pred, dtype=np.int64)
+    """C[i, j] = how many examples of class i were predicted as j; shape (n, n).
+
+    Raises
+    ------
+    ValueError
+        If the two label arrays differ in length or hold a class outside 0..n_classes-1.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"expected two label arrays of the same length, got shapes "
+                         f"{y_true.shape} and {y_pred.shape}")
+    for name, y in (("true", y_true), ("predicted", y_pred)):
+        if len(y) and not 0 <= y.min() <= y.max() < n_classes:
+            raise ValueError(f"{name} labels span {y.min()}..{y.max()}, outside the "
+                             f"{n_classes} classes 0..{n_classes - 1}")
+    flat = y_true * n_classes + y_pred
     return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 

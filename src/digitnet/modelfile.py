@@ -3,14 +3,17 @@
 A model file holds the arrays ``W1, b1, W2, b2, ...`` and, in the safetensors header's metadata,
 ``format = "digitnet-model"``, ``format_version`` and ``digitnet``: a JSON object with the
 architecture, preprocessing, training config, metrics, history, dataset hashes, the digitnet
-version and a SHA-256 of the weights. Loading runs no code (safetensors has no pickle), checks
-every shape against the metadata, and refuses anything that is not a digitnet model.
+version and a SHA-256 of the weights. JSON has no NaN, so a figure that does not exist (the
+validation loss of a run without a validation set) is stored as null. Loading runs no code
+(safetensors has no pickle), checks every shape against the metadata, and refuses anything that
+is not a digitnet model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from digitnet.model import Model, Preprocessing
 from digitnet.network import Params
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save", "load", "to_bytes", "from_bytes",
-           "weights_sha256"]
+           "weights_sha256", "json_safe"]
 
 FORMAT = "digitnet-model"
 FORMAT_VERSION = 1
@@ -55,17 +58,26 @@ def to_bytes(model: Model) -> bytes:
     )
     tensors = {k: np.ascontiguousarray(v) for k, v in model.params.arrays().items()}
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
-              "digitnet": json.dumps(meta, allow_nan=False, default=_json_default)}
+              "digitnet": json.dumps(json_safe(meta), allow_nan=False, default=_json_default)}
     return st_save(tensors, metadata=header)
 
 
-def _json_default(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with NumPy values as Python ones, paths as strings and NaN or ±inf as None."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
+        return json_safe(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, Path):
         return str(value)
+    return value
+
+
+def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in model metadata")
 
 
@@ -165,7 +177,7 @@ def _params(data: bytes, sizes: list[int], source: str) -> Params:
     except (SafetensorError, ValueError, TypeError, OverflowError) as exc:
         raise ModelFileError(f"{source}: damaged safetensors data ({exc})") from None
     W, b = [], []
-    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+    for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False), start=1):
         for name, shape, out in ((f"W{layer}", (fan_in, fan_out), W),
                                  (f"b{layer}", (fan_out,), b)):
             if name not in arrays:

@@ -129,7 +129,13 @@ def init_params(
             limit = np.sqrt(6.0 / (fan_in + fan_out))
             W.append(rng.uniform(-limit, limit, (fan_in, fan_out)))
             b.append(np.zeros(fan_out))
-    return Params([w.astype(dtype) for w in W], [v.astype(dtype) for v in b])
+    params = Params([w.astype(dtype) for w in W], [v.astype(dtype) for v in b])
+    if init == "uniform":
+        # Rounding to float32 carries draws just below 0.5 up to 0.5; keep [-0.5, 0.5) half-open.
+        below_half = np.nextafter(np.array(0.5, dtype=dtype), 0)
+        for array in (*params.W, *params.b):
+            np.minimum(array, below_half, out=array)
+    return params
 
 
 def relu(Z: np.ndarray) -> np.ndarray:

@@ -48,7 +48,8 @@ def _zeros_like(params: Params) -> list[np.ndarray]:
 
 
 def _named(prefix: str, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
-    return {f"{prefix}.{k}": a for k, a in enumerate(arrays)}
+    # Copies: the optimizer goes on updating its arrays in place after a checkpoint is taken.
+    return {f"{prefix}.{k}": a.copy() for k, a in enumerate(arrays)}
 
 
 def _unnamed(prefix: str, state: dict[str, np.ndarray]) -> list[np.ndarray]:
