@@ -57,7 +57,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
+    from digitnet.modelfile import json_safe
+
+    # JSON has no NaN: a figure that does not exist (no validation set) is printed as null.
+    sys.stdout.write(json.dumps(json_safe(obj), allow_nan=False) + "\n")
 
 
 class RichDownloadBar:
@@ -157,7 +160,8 @@ def _train_progress(total_epochs: int, quiet: bool):
     progress = Progress(
         TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}  val acc {task.fields[val]}"),
-        TimeElapsedColumn(), console=err_console, transient=True, disable=quiet,
+        TimeElapsedColumn(), console=err_console, transient=True,
+        disable=quiet or not err_console.is_terminal,  # no stray blank line in a log or pipe
     )
     task = progress.add_task("train", total=total_epochs, loss="-", val="-")
 
@@ -376,7 +380,7 @@ def info(
     table.add_row("digitnet", str(summary["digitnet_version"]))
     table.add_row("weights SHA-256", f"{summary['weights_sha256']} (verified)")
     for key, value in summary["metrics"].items():
-        if key.endswith("accuracy"):
+        if key.endswith("accuracy") and isinstance(value, float):
             shown = f"{value:.2%}"
         else:
             shown = f"{value:.2f}" if isinstance(value, float) else str(value)
