@@ -9,6 +9,7 @@ seed gives bit-identical weights and an epoch's order never depends on what ran 
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -80,6 +81,7 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "val_size": (0, 1_000_000, True),
     "seed": (0, 2**63 - 1, True),
 }
+_REALS = ("lr", "momentum", "l2", "label_smoothing")  # the others count things
 _CHOICES = {"init": network.INITS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
             "dtype": ("float32", "float64")}
 
@@ -89,6 +91,10 @@ def _check(config: TrainConfig) -> TrainConfig:
         value = getattr(config, name)
         if value is None:
             continue
+        whole = name not in _REALS
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral if whole
+                                                     else numbers.Real):
+            raise ConfigError(f"{name} = {value!r} is not {'a whole' if whole else 'a'} number")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{name} = {value} is not a finite number")
         if value < low or (value == low and not low_ok) or value > high:
