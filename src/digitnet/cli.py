@@ -417,6 +417,119 @@ def gradcheck(
         raise typer.Exit(1)
 
 
+@app.command()
+def report(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
+    out: Annotated[Path, typer.Option(help="Folder for the figures and index.html.")] =
+    Path("report"),
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist or a labelled file "
+                                         "(CSV, npz, IDX).")] = "mnist",
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Figures of what the network learned and a self-contained HTML report."""
+    if split not in ("train", "test"):
+        fail(f"unknown split {split!r}; choose 'train' or 'test'")
+    if out.exists() and not out.is_dir():
+        fail(f"{out}: is a file; give a folder for the report")
+    try:
+        from digitnet import report as reporting
+    except ImportError as exc:
+        fail(f"report needs matplotlib ({exc.name} is missing): pip install 'digitnet[plot]'")
+    model = _load_model(model_path)
+    images, labels = _labelled_data(dataset, split, data_dir)
+    source = f"{dataset if dataset in ('mnist', 'fashion-mnist') else Path(dataset).name} {split}"
+    try:
+        written = reporting.write_report(model, images, labels, out, source)
+    except ValueError as exc:
+        fail(f"{dataset}: {exc}")
+    except OSError as exc:
+        fail(f"{out}: cannot write the report ({exc.strerror or exc})")
+    if as_json:
+        print_json({"model": str(model_path), "dataset": dataset, "split": split,
+                    "files": [str(p) for p in written]})
+        return
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+    console.print(f"open [bold]{written[-1]}[/] in a browser", highlight=False)
+
+
+def _sample_digits(model: Any, data_dir: Path | None):
+    """The test digits of the model's dataset for the page's random-digit button, or None."""
+    from digitnet import datasets
+
+    name = (model.meta.get("datasets") or {}).get("name") or \
+        (model.meta.get("config") or {}).get("dataset") or "mnist"
+    if name not in datasets.DATASETS:
+        return None
+    try:
+        return datasets.load(name, "test", data_dir, download=False)
+    except DigitnetError as exc:
+        err_console.print(f"[yellow]note:[/] no {name} test digits, so the page hides its "
+                          f"random-digit button ({exc})", highlight=False, soft_wrap=True)
+        return None
+
+
+@app.command()
+def serve(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the drawing page: draw a digit and watch the network read it."""
+    import logging
+
+    if not 0 <= port <= 65535:
+        fail(f"--port {port} is out of range; it must be between 0 and 65535")
+    model = _load_model(model_path)  # a bad model file stops here, before the port is bound
+    try:
+        import uvicorn
+
+        from digitnet.web.app import create_app
+    except ImportError as exc:
+        fail(f"serve needs the web extra ({exc.name} is missing): pip install 'digitnet[web]'")
+    try:
+        web_app = create_app(model, _sample_digits(model, data_dir))
+    except ValueError as exc:
+        fail(f"{model_path}: {exc}")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:  %(message)s"))
+    web_log = logging.getLogger("digitnet.web")
+    web_log.addHandler(handler)
+    web_log.propagate = False
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"serving {model_path} on [bold]http://{shown}:{port}/[/] (Ctrl+C stops)",
+                  highlight=False)
+    uvicorn.run(web_app, host=host, port=port, log_level="info")
+
+
+@app.command()
+def export(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The ONNX file to write, e.g. "
+                                        "model.onnx (folders are created).")],
+    input_type: Annotated[str, typer.Option(help="Element type of the 'pixels' input: uint8 "
+                                            "or float32 (values 0-255 either way).")] = "uint8",
+    as_json: Json = False,
+) -> None:
+    """Export a model to ONNX: pixels in; probabilities and label out."""
+    from digitnet import export as onnx_export
+
+    model = _load_model(model_path)
+    written = onnx_export.to_onnx(model, out, input_type)
+    result = {"model": str(model_path), "onnx": str(written), "sizes": list(model.sizes),
+              "input_type": input_type, "opset": onnx_export.OPSET,
+              "ir_version": onnx_export.IR_VERSION, "bytes": written.stat().st_size}
+    if as_json:
+        print_json(result)
+        return
+    console.print(f"wrote [bold]{written}[/]: {'-'.join(map(str, model.sizes))} network, input "
+                  f"'pixels' {input_type} [N, {model.sizes[0]}], outputs 'probabilities' and "
+                  f"'label' (ONNX opset {onnx_export.OPSET})", highlight=False)
+
+
 def main() -> None:
     """Entry point: run the app, turning digitnet's errors into one line and exit 1."""
     try:

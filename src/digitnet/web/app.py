@@ -1,0 +1,364 @@
+"""The drawing demo's web app: one static page and a small JSON API over a model.
+
+Endpoints
+---------
+``GET /``
+    The page (``static/index.html``; its script and style under ``/static/``).
+``POST /api/predict``
+    The digit in a drawing. The body is JSON, ``{"pixels": [784 grey values 0-255]}`` (a 28x28
+    drawing row by row) or ``{"image": "data:image/png;base64,..."}``, or the raw bytes of a PNG
+    with ``Content-Type: image/png``. Either way the drawing goes through
+    :mod:`digitnet.imaging`, as ``digitnet predict`` does, and the answer is
+    ``{"label", "class_name", "probabilities", "hidden", "input28"}``: the most probable class,
+    the probability of each class, the hidden units' activations A1 and the 28x28 input the
+    network saw (grey levels 0-255, row by row).
+``GET /api/model``
+    Layer sizes, preset, metrics, class names and whether sample digits are available.
+``GET /api/weights``
+    Each hidden unit's incoming weights (a column of W1) as a 28x28 array, its outgoing weights
+    and bias.
+``GET /api/sample``
+    A random test digit (``?index=`` picks one): 784 grey values and its label; 404 when the
+    app was started without test digits.
+``GET /healthz``
+    ``{"status": "ok"}``.
+
+Every error is JSON, ``{"error": "..."}``, with a 4xx status, and is logged as one line on the
+``digitnet.web`` logger. A body larger than ``max_body`` bytes is refused with 413, whether its
+``Content-Length`` says so or its stream runs over; one that takes longer than
+``body_timeout`` seconds to arrive, with 408. The body is read asynchronously, so a slow client
+holds up no one else; inference, two small matrix products, runs in the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from digitnet import imaging
+from digitnet.errors import ImageError
+from digitnet.model import Model
+
+__all__ = ["create_app", "ApiError", "MAX_BODY", "MAX_IMAGE_SIDE", "STATIC"]
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY = 2_000_000
+"""The largest request body accepted, in bytes: a drawing is a few kilobytes."""
+BODY_TIMEOUT = 30.0
+"""Seconds a client has to send its whole body; a stalled upload is answered 408."""
+MAX_IMAGE_SIDE = 2048
+"""The widest and tallest PNG accepted, in pixels; checked before any pixel is decoded."""
+N_PIXELS = 28 * 28
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DRAW_A_DIGIT = "the drawing is empty: draw a digit"
+
+log = logging.getLogger("digitnet.web")
+
+
+class ApiError(Exception):
+    """A request the API refuses: answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def create_app(
+    model: Model,
+    samples: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    max_body: int = MAX_BODY,
+    body_timeout: float = BODY_TIMEOUT,
+    rng: np.random.Generator | None = None,
+) -> FastAPI:
+    """The web app for ``model``.
+
+    Parameters
+    ----------
+    model
+        The network to run; it must take 784 inputs.
+    samples
+        Test images (n, 28, 28) uint8 and labels (n,) for ``/api/sample``, or None.
+    max_body
+        The largest request body accepted, in bytes.
+    body_timeout
+        Seconds a client may take to send its body.
+    rng
+        Where ``/api/sample`` draws its random digits from (default: a fresh generator).
+    """
+    if model.sizes[0] != N_PIXELS:
+        raise ValueError(f"the model takes {model.sizes[0]} inputs; the page draws 28x28 = 784")
+    if samples is not None:
+        samples = (np.asarray(samples[0]).reshape(-1, 28, 28), np.asarray(samples[1]))
+        if len(samples[0]) != len(samples[1]) or not len(samples[0]):
+            raise ValueError("samples must hold as many labels as images, at least one")
+    rng = rng or np.random.default_rng()
+    info = _model_info(model, samples is not None)
+    weights = _weights(model)
+
+    app = FastAPI(title="digitnet", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/model")
+    async def model_info() -> dict[str, Any]:
+        return info
+
+    @app.get("/api/weights")
+    async def model_weights() -> dict[str, Any]:
+        return weights
+
+    @app.get("/api/sample")
+    async def sample(index: int | None = None) -> dict[str, Any]:
+        if samples is None:
+            raise ApiError(404, "no test digits are available: the server found no dataset")
+        images, labels = samples
+        if index is None:
+            index = int(rng.integers(len(images)))
+        elif not 0 <= index < len(images):
+            raise ApiError(422, f"index {index} is out of range; there are {len(images)} "
+                                f"test digits (0 to {len(images) - 1})")
+        label = int(labels[index])
+        return {"index": index, "label": label, "class_name": model.class_names[label],
+                "pixels": images[index].reshape(-1).tolist()}
+
+    @app.post("/api/predict")
+    async def predict(request: Request) -> dict[str, Any]:
+        try:
+            body = await asyncio.wait_for(_read_body(request, max_body), body_timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"the body did not arrive within {body_timeout:g} seconds") \
+                from None
+        return _prediction(model, _input28(request.headers.get("content-type"), body))
+
+    return app
+
+
+# -- reading a request ------------------------------------------------------------------------
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    stated = request.headers.get("content-length")
+    if stated is not None:
+        if not stated.strip().isdigit():
+            raise ApiError(400, f"Content-Length {stated!r} is not a number of bytes")
+        if int(stated) > limit:
+            raise ApiError(413, f"the body is {int(stated):,} bytes; the limit is {limit:,}")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"the body is over the limit of {limit:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "the client went away before sending the whole body") from None
+    return b"".join(chunks)
+
+
+def _input28(content_type: str | None, body: bytes) -> np.ndarray:
+    """The 28x28 MNIST-style input for a request body of the given content type."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media == "image/png":
+        return _from_png(body)
+    if media != "application/json":
+        raise ApiError(415, f"expected Content-Type application/json or image/png, got "
+                            f"{media or 'none'}")
+    payload = _json(body)
+    if not isinstance(payload, dict) or len(payload.keys() & {"pixels", "image"}) != 1:
+        raise ApiError(422, 'expected {"pixels": [784 grey values 0-255]} or '
+                            '{"image": "data:image/png;base64,..."}')
+    if "pixels" in payload:
+        return _from_pixels(payload["pixels"])
+    return _from_png(_data_url(payload["image"]))
+
+
+def _json(body: bytes) -> Any:
+    if not body:
+        raise ApiError(400, "the body is empty; expected JSON")
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_not_finite)
+    except UnicodeDecodeError:
+        raise ApiError(400, "the body is not UTF-8 text; expected JSON") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the body is not valid JSON ({exc.msg} at line {exc.lineno} "
+                            f"column {exc.colno})") from None
+
+
+def _not_finite(constant: str) -> float:
+    raise ApiError(422, f"{constant} is not a finite number; grey values must be 0-255")
+
+
+def _from_pixels(values: Any) -> np.ndarray:
+    if not isinstance(values, list):
+        raise ApiError(422, f"pixels must be a list of {N_PIXELS} numbers, got "
+                            f"{type(values).__name__}")
+    if len(values) != N_PIXELS:
+        raise ApiError(422, f"pixels must hold {N_PIXELS} grey values (28x28), got "
+                            f"{len(values)}")
+    for i, value in enumerate(values):
+        if type(value) not in (int, float):  # bool is an int to Python, not a grey level
+            raise ApiError(422, f"pixels[{i}] is {json.dumps(value)[:40]}, not a number")
+        if not math.isfinite(value):
+            raise ApiError(422, f"pixels[{i}] is {value}, not a finite number")
+        if not 0 <= value <= 255:
+            raise ApiError(422, f"pixels[{i}] is {value:g}, outside the grey levels 0-255")
+    grey = np.asarray(values, dtype=np.float64)
+    if np.ptp(grey) < imaging.MIN_CONTRAST:
+        raise ApiError(422, DRAW_A_DIGIT)
+    return _to_mnist(grey.reshape(28, 28))
+
+
+def _data_url(value: Any) -> bytes:
+    if not isinstance(value, str) or not value.startswith("data:"):
+        raise ApiError(422, 'image must be a data URL, "data:image/png;base64,..."')
+    header, comma, data = value.partition(",")
+    if not comma or not header.endswith(";base64"):
+        raise ApiError(422, 'image must be a base64 data URL, "data:image/png;base64,..."')
+    media = header[len("data:"):-len(";base64")].strip().lower()
+    if media != "image/png":
+        raise ApiError(415, f"image must be a PNG, got {media or 'no type'}")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "image is not valid base64") from None
+
+
+def _from_png(data: bytes) -> np.ndarray:
+    if not data.startswith(PNG_SIGNATURE):
+        raise ApiError(415, "the upload is not a PNG image (it lacks the PNG signature)")
+    if len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        if max(width, height) > MAX_IMAGE_SIDE:
+            raise ApiError(422, f"the image is {width}x{height} pixels; the largest accepted "
+                                f"is {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}")
+    try:
+        grey = imaging.read_image(data)
+    except ImageError as exc:
+        raise ApiError(422, str(exc)) from None
+    if min(grey.shape) < imaging.MIN_SIDE:
+        raise ApiError(422, f"the image is {grey.shape[1]}x{grey.shape[0]} pixels, too small "
+                            f"to hold a digit")
+    return _to_mnist(grey)
+
+
+def _to_mnist(grey: np.ndarray) -> np.ndarray:
+    # The grey levels were checked above, so the recipe can only find no digit in them.
+    try:
+        return imaging.to_mnist(grey, source="the drawing")
+    except ImageError:
+        raise ApiError(422, DRAW_A_DIGIT) from None
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+def _prediction(model: Model, input28: np.ndarray) -> dict[str, Any]:
+    fwd = model.forward(input28.reshape(1, N_PIXELS))
+    probabilities = fwd.probabilities[0].astype(np.float64)
+    label = int(np.argmax(probabilities))
+    return {
+        "label": label,
+        "class_name": model.class_names[label],
+        "probabilities": [round(float(p), 6) for p in probabilities],
+        "hidden": [round(float(a), 5) for a in fwd.A[1][0]],
+        "input28": input28.astype(int).tolist(),
+    }
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats as None, so that it is valid JSON."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _model_info(model: Model, have_samples: bool) -> dict[str, Any]:
+    meta = model.meta
+    config = meta.get("config") or {}
+    data = meta.get("datasets") or {}
+    return _finite({
+        "sizes": list(model.sizes),
+        "hidden_units": model.sizes[1],
+        "preset": meta.get("preset"),
+        "dataset": data.get("name") or config.get("dataset"),
+        "class_names": model.class_names,
+        "metrics": meta.get("metrics") or {},
+        "config": config,
+        "preprocessing": model.preprocessing.to_dict(),
+        "samples": have_samples,
+    })
+
+
+def _weights(model: Model) -> dict[str, Any]:
+    W1, b1 = model.params.W[0], model.params.b[0]
+    outgoing = model.params.W[1] if len(model.params.W) == 2 else None
+    units = []
+    for j in range(W1.shape[1]):
+        units.append({
+            "index": j,
+            "weights": np.round(W1[:, j].astype(np.float64), 4).reshape(28, 28).tolist(),
+            "bias": round(float(b1[j]), 5),
+            "outgoing": None if outgoing is None else [round(float(w), 5) for w in outgoing[j]],
+        })
+    return {"limit": float(np.abs(W1).max()), "class_names": model.class_names,
+            "units": units}
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def _error(request: Request, status: int, message: str) -> JSONResponse:
+    log.warning("%s %s -> %d: %s", request.method, request.url.path, status, message)
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return _error(request, exc.status, exc.message)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else "request refused"
+    if exc.status_code == 404:
+        message = f"{request.url.path}: not found"
+    return _error(request, exc.status_code, message)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("query", "body"))
+        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else
+                     str(error.get("msg", "invalid")))
+    return _error(request, 422, "; ".join(parts) or "invalid request")
