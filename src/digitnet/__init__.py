@@ -1,9 +1,21 @@
 """digitnet: the classic 784-10-10 MNIST network, from scratch in NumPy.
 
-    >>> from digitnet import datasets
-    >>> images, labels = datasets.load("mnist", "train")   # uint8 (60000, 28, 28), (60000,)
+Quick start::
 
-Modules: ``datasets`` (find, fetch, verify, parse), ``errors`` (what digitnet raises).
+    >>> from digitnet import datasets, metrics, modelfile, training
+    >>> images, labels = datasets.load("mnist", "train")   # uint8 (60000, 28, 28), (60000,)
+    >>> model = training.train(training.make_config("default"), images, labels)
+    >>> test_images, test_labels = datasets.load("mnist", "test")
+    >>> metrics.accuracy(test_labels, model.predict(test_images))
+    >>> modelfile.save(model, "models/default.safetensors")
+
+Modules: ``datasets`` (find, fetch, verify, parse), ``network`` (forward, backward, loss: pure
+NumPy), ``optim`` (gradient descent, momentum, Adam, schedules), ``training`` (configs, presets,
+the loop), ``model`` (a trained network with its preprocessing), ``modelfile`` (save/load),
+``metrics`` (accuracy, per-class figures, confusion matrix), ``imaging`` (a person's image as
+MNIST input), ``estimator`` (``DigitNetClassifier`` for scikit-learn), ``export`` (ONNX),
+``errors`` (what digitnet raises). ``digitnet.DigitNetClassifier`` is imported on first use, so
+``import digitnet`` does not import scikit-learn.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -14,3 +26,12 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that scikit-learn is imported only by those who use the estimator.
+    if name == "DigitNetClassifier":
+        from digitnet.estimator import DigitNetClassifier
+
+        return DigitNetClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
