@@ -451,8 +451,8 @@ def report(
                     "files": [str(p) for p in written]})
         return
     for path in written:
-        console.print(f"wrote {path}", highlight=False)
-    console.print(f"open [bold]{written[-1]}[/] in a browser", highlight=False)
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    console.print(f"open [bold]{written[-1]}[/] in a browser", highlight=False, soft_wrap=True)
 
 
 def _sample_digits(model: Any, data_dir: Path | None):
