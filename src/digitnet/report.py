@@ -21,6 +21,7 @@ import base64
 import html
 import io
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -347,6 +348,7 @@ def render_html(model: Model, evaluation: dict[str, Any], pngs: dict[str, bytes]
         figures=figures,
         config=_table_html(meta.get("config") or {}),
         metadata=_metadata_html(model),
+        hashes=_hashes_html(model),
         css=_CSS,
         version=_e(__version__),
     )
@@ -366,6 +368,8 @@ def _figure_html(name: str, data: bytes) -> str:
 
 
 def _format(value: Any) -> str:
+    if value is None:
+        return "—"
     if isinstance(value, float):
         if 0 < abs(value) <= 1 and value != round(value, 4):
             return f"{value:.4g}"
@@ -386,17 +390,19 @@ def _table_html(values: dict[str, Any]) -> str:
 def _summary_html(model: Model) -> str:
     recorded = model.meta.get("metrics") or {}
     cells = []
-    for key, label in (("train_accuracy", "training"), ("dev_accuracy", "validation"),
-                       ("test_accuracy", "test")):
+    for key, label in (("train_accuracy", "accuracy on training images"),
+                       ("dev_accuracy", "accuracy on validation images"),
+                       ("test_accuracy", "accuracy on test images")):
         value = recorded.get(key)
-        if isinstance(value, (int, float)):
-            cells.append(f"<tr><th>{label} accuracy when trained</th>"
-                         f"<td>{value:.2%}</td></tr>")
-    for key, label in (("epochs", "epochs"), ("iterations", "gradient steps"),
-                       ("chosen_epoch", "epoch kept"), ("train_seconds", "training seconds")):
-        if key in recorded:
-            cells.append(f"<tr><th>{label}</th><td>{_e(_format(recorded[key]))}</td></tr>")
-    return f'<table class="kv">{"".join(cells)}</table>' if cells else ""
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            cells.append(f"<tr><th>{label}</th><td>{value:.2%}</td></tr>")
+    for key, label, style in (("epochs", "epochs", ","), ("iterations", "gradient steps", ","),
+                              ("chosen_epoch", "epoch kept", ","),
+                              ("train_seconds", "training seconds", ".2f")):
+        value = recorded.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            cells.append(f"<tr><th>{label}</th><td>{value:{style}}</td></tr>")
+    return f'<table class="kv">{"".join(cells)}</table>' if cells else "<p>not recorded</p>"
 
 
 def _per_class_html(names: Sequence[str], rows: Sequence[dict[str, float]]) -> str:
@@ -410,29 +416,35 @@ def _per_class_html(names: Sequence[str], rows: Sequence[dict[str, float]]) -> s
 
 def _metadata_html(model: Model) -> str:
     meta = model.meta
-    architecture = meta.get("architecture") or {"sizes": list(model.sizes)}
+    architecture = meta.get("architecture") or {}
     pre = model.preprocessing
+    n_parameters = sum(w.size + b.size for w, b in zip(model.params.W, model.params.b,
+                                                       strict=True))
     values: dict[str, Any] = {
         "layer sizes": " → ".join(map(str, model.sizes)),
         "activations": f"{architecture.get('hidden_activation', 'relu')} hidden, "
                        f"{architecture.get('output_activation', 'softmax')} output",
-        "parameters": sum(w.size + b.size for w, b in zip(model.params.W, model.params.b,
-                                                           strict=True)),
+        "parameters": f"{n_parameters:,}",
         "dtype": str(model.params.dtype),
         "preset": meta.get("preset", "not recorded"),
         "preprocessing": f"x = (pixels × {pre.scale:.6g} − {pre.mean:.6g}) / {pre.std:.6g}",
         "class names": ", ".join(model.class_names),
-        "weights SHA-256": meta.get("weights_sha256", "not recorded"),
         "made by digitnet": meta.get("digitnet_version", "not recorded"),
     }
-    data = meta.get("datasets") or {}
-    if data:
-        values["dataset"] = data.get("name", "")
-        for split in ("train", "test"):
-            files = data.get(split) or {}
-            for stem, digest in (files.get("sha256") or {}).items():
-                values[f"{split}: {stem} SHA-256"] = digest
     return _table_html(values)
+
+
+def _hashes_html(model: Model) -> str:
+    """The weights' and the training data's SHA-256, so the model can be traced."""
+    rows = [("weights", "", model.meta.get("weights_sha256", "not recorded"))]
+    data = model.meta.get("datasets") or {}
+    for split in ("train", "test"):
+        files = data.get(split) or {}
+        for stem, digest in (files.get("sha256") or {}).items():
+            rows.append((f"{data.get('name', '')} {split}", stem, digest))
+    body = "".join(f"<tr><th>{_e(what)}</th><td>{_e(stem)}</td><td><code>{_e(digest)}</code>"
+                   "</td></tr>" for what, stem, digest in rows)
+    return f'<table class="kv hashes">{body}</table>'
 
 
 _PAGE = """<!DOCTYPE html>
@@ -452,15 +464,17 @@ _PAGE = """<!DOCTYPE html>
 <section id="metrics"><h2>Metrics</h2>
 <div class="columns">
 <div><h3>Per class on {source}</h3>{per_class}</div>
-<div><h3>Recorded when trained</h3>{summary}</div>
+<div><h3>Recorded when it was trained</h3>{summary}</div>
 </div>
 </section>
 {figures}
 <section id="model"><h2>The model</h2>
 <div class="columns">
-<div><h3>Architecture and data</h3>{metadata}</div>
+<div><h3>Architecture</h3>{metadata}</div>
 <div><h3>Training config</h3>{config}</div>
 </div>
+<h3>SHA-256 of the weights and of the data it was trained on</h3>
+{hashes}
 </section>
 </main>
 <footer>Written by digitnet {version}. This page is self-contained: the figures are embedded.
@@ -487,10 +501,12 @@ h3 { margin: .2rem 0 .5rem; font-size: 1rem; color: var(--muted); font-weight: 6
 .columns > div { flex: 1 1 320px; min-width: 0; }
 table { border-collapse: collapse; font-size: .9rem; }
 th, td { padding: .25rem .7rem; border-bottom: 1px solid var(--line); text-align: left; }
-table.grid td { text-align: right; font-variant-numeric: tabular-nums; }
-table.grid td:first-child { text-align: left; font-weight: 600; }
+table.grid td, table.grid th { text-align: right; font-variant-numeric: tabular-nums; }
+table.grid td:first-child, table.grid th:first-child { text-align: left; font-weight: 600; }
 table.kv th { color: var(--muted); font-weight: 500; white-space: nowrap; vertical-align: top; }
-table.kv td { word-break: break-all; font-variant-numeric: tabular-nums; }
+table.kv td { overflow-wrap: anywhere; font-variant-numeric: tabular-nums; }
+table.hashes code { color: var(--ink); font-size: .82rem; }
+h3 + table.hashes, .columns + h3 { margin-top: 1rem; }
 figure { margin: 0; }
 figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
 figcaption { color: var(--muted); font-size: .9rem; margin-top: .5rem; }

@@ -283,11 +283,12 @@ function showUnits(hidden, label) {
     const a = hidden ? hidden[j] : 0;
     tile.classList.toggle("firing", a > 0);
     tile.querySelector(".act-fill").style.width = `${(100 * a / peak).toFixed(1)}%`;
-    tile.querySelector(".act").textContent = hidden ? `fired ${a.toFixed(2)}` : "–";
+    tile.querySelector(".act").textContent = !hidden ? "–" : a > 0 ? `fired ${a.toFixed(2)}`
+                                                                   : "silent";
     const vote = tile.querySelector(".vote");
     const outgoing = state.units[j] && state.units[j].outgoing;
     vote.classList.remove("plus", "minus");
-    if (hidden && outgoing && label !== null) {
+    if (hidden && a > 0 && outgoing && label !== null) {
       const v = a * outgoing[label];
       vote.textContent = `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(2)} for ` +
                          `${state.classNames[label]}`;
