@@ -15,11 +15,19 @@ from typing import Annotated, Any, NoReturn
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
+
+try:  # typer 0.2x parses with its own copy of click
+    from typer._click.exceptions import UsageError
+except ImportError:
+    from click.exceptions import UsageError
 
 from digitnet import __version__
 from digitnet.errors import DigitnetError
+
 
 class _Group(TyperGroup):
     """Turns the errors digitnet raises on purpose into one line on stderr and exit 1."""
@@ -29,6 +37,8 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except DigitnetError as exc:
             fail(str(exc))
+        except UsageError as exc:  # a command's options: one line too, and exit 2 as click does
+            fail(_usage_line(exc), code=2)
 
 
 app = typer.Typer(
@@ -52,8 +62,25 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on std
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one line on stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _print_error(message)
     raise typer.Exit(code)
+
+
+def _print_error(message: object) -> None:
+    # Text, not markup: a file name like "x[/]y.png" is shown as it is, not parsed as a tag.
+    err_console.print(Text.assemble(("error:", "bold red"), " ", str(message)),
+                      highlight=False, soft_wrap=True)
+
+
+def _usage_line(exc: Exception) -> str:
+    """A usage error (unknown option, value of the wrong type) as one line, naming the value."""
+    message = " ".join(getattr(exc, "format_message", exc.__str__)().split()).rstrip(".")
+    errors = getattr(exc.__cause__, "errors", None)  # typer checks values with pydantic
+    found = errors() if callable(errors) else None
+    if found and isinstance(found[0], dict) and "input" in found[0]:
+        message = f"{message} (got {found[0]['input']!r})"
+    ctx = getattr(exc, "ctx", None)
+    return f"{message}; see '{ctx.command_path} --help'" if ctx is not None else message
 
 
 def print_json(obj: Any) -> None:
@@ -154,8 +181,13 @@ def data(
 
 def _train_progress(total_epochs: int, quiet: bool):
     """A Rich progress bar fed by the trainer's per-epoch callback (on stderr)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-        TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     progress = Progress(
         TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
@@ -207,6 +239,9 @@ def train(
     out = out or Path("models") / f"{config.preset}.safetensors"
     if out.is_dir():
         fail(f"{out}: is a directory; give a file name like model.safetensors")
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:  # found now, not after training
+        fail(f"{out}: cannot be written, {blocked} is a file, not a folder")
     progress, callback = _train_progress(
         config.iterations or config.epochs, quiet or as_json)
     with progress:
@@ -225,7 +260,7 @@ def train(
                   f"{metrics['test_accuracy']:.2%}", f"{metrics['train_seconds']:.2f}",
                   str(metrics["epochs"]), str(metrics["iterations"]))
     console.print(table)
-    console.print(f"model saved to [bold]{out}[/]")
+    console.print(Text.assemble("model saved to ", (str(out), "bold")))
 
 
 def _load_model(path: Path):
@@ -234,13 +269,19 @@ def _load_model(path: Path):
     return modelfile.load(path)
 
 
+def _check_takes_digits(model: Any, path: Path) -> None:
+    if model.sizes[0] != 28 * 28:
+        fail(f"{path}: the model takes {model.sizes[0]} inputs, not the 784 pixels of a 28x28 "
+             "digit, so it cannot read digits")
+
+
 def _labelled_data(dataset: str, split: str, data_dir: Path | None):
     from digitnet import datasets
 
     if dataset in datasets.DATASETS:
         return datasets.load(dataset, split, data_dir)
     path = Path(dataset)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():  # a link loop: the reader says so
         fail(f"{dataset}: neither a dataset name ({', '.join(datasets.DATASETS)}) nor a file")
     images, labels = datasets.load_file(path, split)
     if labels is None:
@@ -263,14 +304,15 @@ def evaluate(
     if split not in ("train", "test"):
         fail(f"unknown split {split!r}; choose 'train' or 'test'")
     model = _load_model(model_path)
+    _check_takes_digits(model, model_path)
     images, labels = _labelled_data(dataset, split, data_dir)
     result = metrics.evaluate(labels, model.predict(images), model.sizes[-1])
     if as_json:
         print_json({"model": str(model_path), "dataset": dataset, "split": split, **result})
         return
-    names = model.class_names
-    table = Table(title=f"{model_path} on {dataset} {split}: accuracy {result['accuracy']:.2%}"
-                  f" of {result['n']:,}")
+    names = [escape(name) for name in model.class_names]  # names are data, not markup
+    table = Table(title=f"{escape(str(model_path))} on {escape(dataset)} {split}: accuracy "
+                  f"{result['accuracy']:.2%} of {result['n']:,}")
     for column in ("class", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
     for name, row in zip(names, result["per_class"], strict=True):
@@ -305,6 +347,7 @@ def predict(
     from digitnet import imaging
 
     model = _load_model(model_path)
+    _check_takes_digits(model, model_path)
     n_classes = model.sizes[-1]
     if not 1 <= top <= n_classes:
         fail(f"--top {top} is out of range; it must be between 1 and {n_classes}")
@@ -345,8 +388,9 @@ def predict(
         best = np.argsort(-p)[:top]
         shown = ", ".join(f"{class_names[k]} {p[k]:.1%}" for k in best)
         truth = f" (true: {class_names[result['true_label']]})" if "true_label" in result else ""
-        console.print(f"{result['file']}: [bold]{class_names[result['label']]}[/]{truth}  "
-                      f"[dim]{shown}[/]", highlight=False)
+        # Text, not markup: file and class names are shown as they are
+        console.print(Text.assemble(f"{result['file']}: ", (class_names[result["label"]], "bold"),
+                                    f"{truth}  ", (shown, "dim")), highlight=False)
 
 
 @app.command()
@@ -372,23 +416,23 @@ def info(
     if as_json:
         print_json(summary)
         return
-    table = Table(title=f"{model_path}", show_header=False)
+    table = Table(title=escape(str(model_path)), show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
     table.add_row("network", "-".join(map(str, model.sizes)) + " (ReLU hidden, softmax out)")
-    table.add_row("preset", str(summary["preset"]))
-    table.add_row("digitnet", str(summary["digitnet_version"]))
+    table.add_row("preset", escape(str(summary["preset"])))  # text from the file, not markup
+    table.add_row("digitnet", escape(str(summary["digitnet_version"])))
     table.add_row("weights SHA-256", f"{summary['weights_sha256']} (verified)")
     for key, value in summary["metrics"].items():
         if key.endswith("accuracy") and isinstance(value, float):
             shown = f"{value:.2%}"
         else:
             shown = f"{value:.2f}" if isinstance(value, float) else str(value)
-        table.add_row(key, shown)
+        table.add_row(escape(key), escape(shown))
     data = summary["datasets"]
     for split in ("train", "test"):
         for stem, digest in data.get(split, {}).get("sha256", {}).items():
-            table.add_row(f"{data.get('name', '')} {stem}", digest)
+            table.add_row(escape(f"{data.get('name', '')} {stem}"), escape(digest))
     console.print(table)
 
 
@@ -451,8 +495,9 @@ def report(
                     "files": [str(p) for p in written]})
         return
     for path in written:
-        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
-    console.print(f"open [bold]{written[-1]}[/] in a browser", highlight=False, soft_wrap=True)
+        console.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
+    console.print(f"open [bold]{escape(str(written[-1]))}[/] in a browser", highlight=False,
+                  soft_wrap=True)
 
 
 def _sample_digits(model: Any, data_dir: Path | None):
@@ -500,7 +545,8 @@ def serve(
     web_log.addHandler(handler)
     web_log.propagate = False
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"serving {model_path} on [bold]http://{shown}:{port}/[/] (Ctrl+C stops)",
+    console.print(f"serving {escape(str(model_path))} on [bold]http://{escape(shown)}:{port}/[/] "
+                  "(Ctrl+C stops)",
                   highlight=False)
     uvicorn.run(web_app, host=host, port=port, log_level="info")
 
@@ -535,10 +581,10 @@ def main() -> None:
     try:
         app()
     except DigitnetError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _print_error(exc)
         sys.exit(1)
     except ValueError as exc:  # options Typer parsed but the library refused
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _print_error(" ".join(str(exc).split()))
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
