@@ -171,23 +171,25 @@ class _LossWatch:
     """Tells when the loss has run away although it stays finite.
 
     ``cross_entropy`` clips probabilities, so a run whose steps overshoot keeps a finite loss: it
-    climbs toward -log(1e-12) ≈ 27.6 while the hidden units die. The watch smooths the data loss
-    over about ten steps (one hard minibatch must not count) and reports a rise above ``RISE``
-    times its start, or times log(n_classes), the loss of a uniform guess, if that is larger.
+    climbs toward -log(1e-12) ≈ 27.6 while the hidden units die. The watch averages the data loss
+    over about the last ``EXAMPLES`` examples (one hard minibatch must not count) and reports a
+    rise above ``RISE`` times its start, or times log(n_classes), the loss of a uniform guess, if
+    that is larger.
     """
 
-    RISE = 3.0
+    RISE = 2.0
+    EXAMPLES = 1000
 
     def __init__(self, n_classes: int) -> None:
         self.floor = math.log(n_classes)
         self.smoothed: float | None = None
         self.limit = math.inf
 
-    def rose(self, data_loss: float) -> bool:
+    def rose(self, data_loss: float, batch: int) -> bool:
         if self.smoothed is None:
             self.smoothed = data_loss
             self.limit = self.RISE * max(data_loss, self.floor)
-        self.smoothed = 0.9 * self.smoothed + 0.1 * data_loss
+        self.smoothed += min(1.0, batch / self.EXAMPLES) * (data_loss - self.smoothed)
         return self.smoothed > self.limit
 
 
@@ -288,7 +290,7 @@ class Trainer:
         self.optimizer.step(self.params, grads, lr)
         self.step += 1
         if (not math.isfinite(loss) or not self.params.all_finite()
-                or self._loss_watch.rose(data_loss)):
+                or self._loss_watch.rose(data_loss, len(X))):
             raise DivergenceError(
                 f"training diverged at step {self.step} (loss {loss:.4g}, learning rate "
                 f"{lr:.4g}); try a smaller learning rate, e.g. --lr {self.config.lr / 10:g}")
