@@ -179,8 +179,11 @@ def data(
     console.print(classes)
 
 
-def _train_progress(total_epochs: int, quiet: bool):
-    """A Rich progress bar fed by the trainer's per-epoch callback (on stderr)."""
+def _train_progress(total: int, quiet: bool, by_step: bool = False):
+    """A Rich progress bar fed by the trainer's per-epoch callback (on stderr).
+
+    It counts ``total`` epochs, or ``total`` steps when ``by_step`` (``--iterations`` given).
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -195,10 +198,11 @@ def _train_progress(total_epochs: int, quiet: bool):
         TimeElapsedColumn(), console=err_console, transient=True,
         disable=quiet or not err_console.is_terminal,  # no stray blank line in a log or pipe
     )
-    task = progress.add_task("train", total=total_epochs, loss="-", val="-")
+    task = progress.add_task("train", total=total, loss="-", val="-")
 
     def callback(record: Any) -> None:
-        progress.update(task, completed=record.epoch, loss=f"{record.loss:.4f}",
+        done = record.step if by_step else record.epoch
+        progress.update(task, completed=done, loss=f"{record.loss:.4f}",
                         val=f"{record.val_accuracy:.2%}")
 
     return progress, callback
@@ -243,7 +247,7 @@ def train(
     if blocked is not None:  # found now, not after training
         fail(f"{out}: cannot be written, {blocked} is a file, not a folder")
     progress, callback = _train_progress(
-        config.iterations or config.epochs, quiet or as_json)
+        config.iterations or config.epochs, quiet or as_json, config.iterations is not None)
     with progress:
         model = training.train_on_dataset(config, data_dir, callback,
                                           progressbar=RichDownloadBar())
