@@ -290,6 +290,8 @@ def _labelled_data(dataset: str, split: str, data_dir: Path | None):
     images, labels = datasets.load_file(path, split)
     if labels is None:
         fail(f"{path}: has no labels, so it cannot be evaluated; use predict")
+    if len(images) == 0:
+        fail(f"{path}: holds no images")
     return images, labels
 
 
@@ -310,6 +312,9 @@ def evaluate(
     model = _load_model(model_path)
     _check_takes_digits(model, model_path)
     images, labels = _labelled_data(dataset, split, data_dir)
+    if labels.max() >= model.sizes[-1]:
+        fail(f"{dataset}: holds label {labels.max()}, but the model knows only "
+             f"{model.sizes[-1]} classes")
     result = metrics.evaluate(labels, model.predict(images), model.sizes[-1])
     if as_json:
         print_json({"model": str(model_path), "dataset": dataset, "split": split, **result})
@@ -350,6 +355,8 @@ def predict(
 
     from digitnet import imaging
 
+    if split not in ("train", "test"):
+        fail(f"unknown split {split!r}; choose 'train' or 'test'")
     model = _load_model(model_path)
     _check_takes_digits(model, model_path)
     n_classes = model.sizes[-1]

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import stat
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -58,6 +59,9 @@ IMAGE_SHAPE = (28, 28)
 N_PIXELS = 28 * 28
 N_CLASSES = 10
 SYSTEM_DIR = Path("/usr/share/datasets")
+# The largest file read, before and after decompression. EMNIST's largest IDX file is 547 MB; a
+# file or a gzip bomb beyond this is refused before it can exhaust memory.
+MAX_FILE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 def _decompress(data: bytes, source: str) -> bytes:
     """Decompress a file's bytes if they are gzip; a file named .gz must be."""
+    if not data:
+        raise DataError(f"{source}: empty file")
     if source.endswith(".gz") and data[:2] != _GZIP_MAGIC:
         raise DataError(f"{source}: not a gzip file (it is named .gz but does not start "
                         "with the gzip signature)")
@@ -187,11 +193,24 @@ def _decompress(data: bytes, source: str) -> bytes:
 def _gunzip(data: bytes, source: str) -> bytes:
     if data[:2] != _GZIP_MAGIC:
         return data
+    chunks, size = [], 0
     try:
-        return gzip.decompress(data)
+        # In chunks, so that a small file that inflates without end is stopped at the limit.
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            while chunk := f.read(1 << 24):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_FILE_BYTES:
+                    raise DataError(f"{source}: decompresses to more than {_size(MAX_FILE_BYTES)}"
+                                    "; not an MNIST-format file")
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{source}: damaged gzip file ({exc}); delete it and fetch it again") \
             from None
+    return b"".join(chunks)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:g} GiB" if n >= 2**30 else f"{n / 2**20:g} MiB"
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
@@ -231,7 +250,11 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
         kind = "truncated" if len(data) < expected else "too long"
         raise DataError(f"{source}: {kind}: dimensions {'x'.join(map(str, shape))} need "
                         f"{expected} bytes, the file holds {len(data)}")
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    try:
+        return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    except ValueError:  # a zero dimension beside others whose product NumPy cannot index
+        raise DataError(f"{source}: dimensions {'x'.join(map(str, shape))} are too large for "
+                        "an array") from None
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -251,9 +274,15 @@ def _read_bytes_and_key(path: str | Path) -> tuple[bytes, str]:
     """
     path = Path(path)
     try:
+        # Checked before opening: opening a FIFO blocks, and a device can be read without end.
+        if not stat.S_ISREG(path.stat().st_mode) and not path.is_dir():
+            raise DataError(f"{path}: is not a regular file")
         with path.open("rb") as f:
             st = os.fstat(f.fileno())
-            data = f.read()
+            if st.st_size > MAX_FILE_BYTES:
+                raise DataError(f"{path}: {st.st_size:,} bytes is larger than any MNIST-format "
+                                f"file digitnet reads (at most {_size(MAX_FILE_BYTES)})")
+            data = f.read(MAX_FILE_BYTES + 1)
         return data, f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
@@ -299,6 +328,8 @@ def _read_split(files: SplitFiles) -> tuple[np.ndarray, np.ndarray]:
     for path, stem in zip((files.images, files.labels), FILES[files.split], strict=True):
         data, key = _read_bytes_and_key(path)
         raw = _decompress(data, str(path))
+        if not raw:  # say so, rather than that its (empty) content differs
+            raise DataError(f"{path}: empty file; delete it and fetch it again")
         files.sha256[stem] = _verify(path, key, raw, info.sha256[stem], info.title)
         contents.append(raw)
     images_raw, labels_raw = contents
@@ -418,8 +449,13 @@ def _folders(name: str, data_dir: str | Path | None) -> list[tuple[Path, str]]:
             root = Path(root).expanduser()
             # A folder named on purpose that is not there is a typo, not a reason to download.
             where = "--data-dir" if source == "data_dir" else "DIGITNET_DATA"
-            if not root.exists():
-                raise DataError(f"{root}: no such folder (given by {where})")
+            try:
+                root.stat()
+            except FileNotFoundError:
+                raise DataError(f"{root}: no such folder (given by {where})") from None
+            except OSError as exc:  # a symbolic link loop, a path through a file
+                raise DataError(f"{root}: cannot be searched ({exc.strerror or exc}; given by "
+                                f"{where})") from None
             if not root.is_dir():
                 raise DataError(f"{root}: is a file, expected a folder holding <name>/ "
                                 f"with the IDX files (given by {where})")
@@ -600,9 +636,14 @@ def parse_csv(data: bytes, source: str = "<bytes>") -> tuple[np.ndarray, np.ndar
     if not rows:
         raise DataError(f"{source}: empty CSV file")
     first = _cells(rows[0][1])
-    has_header = not all(_is_number(cell) for cell in first)
+    # A header names its columns: Kaggle's start with "label" or "pixel0". A first line that
+    # starts with a number is data, and a non-number later in it a bad cell; one that numbers
+    # the columns 0, 1, 2, ... is the header pandas writes for unnamed columns.
+    numbered = len(first) in (N_PIXELS, N_PIXELS + 1) and first == [
+        str(k) for k in range(len(first))]
+    has_header = numbered or not _is_number(first[0])
     if has_header:
-        has_label = _check_header(first, source)
+        has_label = len(first) == N_PIXELS + 1 if numbered else _check_header(first, source)
         rows = rows[1:]
         if not rows:
             raise DataError(f"{source}: no rows after the header")
@@ -746,6 +787,9 @@ def _npz_array(archive: Any, key: str, source: str) -> np.ndarray:
         raise DataError(f"{source}: {key} is an array of Python objects, which would have to "
                         "be unpickled; refusing to load it")
     size = archive.zip.getinfo(member).file_size
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{source}: {key} holds {size:,} bytes, more than any MNIST-format "
+                        f"array digitnet reads (at most {_size(MAX_FILE_BYTES)})")
     if header_size + math.prod(shape) * dtype.itemsize > size:
         raise DataError(f"{source}: {key} is truncated (shape {shape} of {dtype} needs more "
                         f"than the {size} bytes stored)")

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -239,11 +241,15 @@ def _read_bytes(source: str | os.PathLike[str] | bytes, name: str) -> bytes:
         data = bytes(source)
     else:
         path = Path(source)
-        if not path.exists():
-            raise ImageError(f"{name}: no such file")
-        if path.is_dir():
+        try:
+            mode = path.stat().st_mode  # before opening: opening a FIFO blocks
+        except FileNotFoundError:
+            raise ImageError(f"{name}: no such file") from None
+        except OSError as exc:  # a symbolic link loop, a path through a file
+            raise ImageError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+        if stat.S_ISDIR(mode):
             raise ImageError(f"{name}: is a directory, not an image file")
-        if not path.is_file():
+        if not stat.S_ISREG(mode):
             raise ImageError(f"{name}: is not a regular file")
         try:
             with path.open("rb") as file:
@@ -267,8 +273,8 @@ def _open(data: bytes, name: str) -> Image.Image:
         if width * height > MAX_PIXELS:
             raise ImageError(_too_many_pixels(name, f"is {width}x{height} = {width * height:,}"))
         n_frames = getattr(image, "n_frames", 1)
-    except Image.DecompressionBombError:
-        raise ImageError(_too_many_pixels(name, "claims more")) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(_too_many_pixels(name, _claimed(exc))) from None
     except UnidentifiedImageError:
         raise ImageError(
             f"{name}: not an image, or not one of the formats read ({', '.join(FORMATS)})"
@@ -288,13 +294,19 @@ def _too_many_pixels(name: str, stated: str) -> str:
     return f"{name}: the image {stated} pixels; the limit is {MAX_PIXELS:,}"
 
 
+def _claimed(bomb: Exception) -> str:
+    """What Pillow's bomb check says the image claims: "claims 400,000,000" or "claims more"."""
+    found = re.search(r"\((\d+) pixels\)", str(bomb))
+    return f"claims {int(found.group(1)):,}" if found else "claims more"
+
+
 def _decode(image: Image.Image, name: str) -> Image.Image:
     """Decode every pixel now, so damage shows here, and apply the EXIF orientation."""
     try:
         image.load()
         return ImageOps.exif_transpose(image)
-    except Image.DecompressionBombError:
-        raise ImageError(_too_many_pixels(name, "claims more")) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(_too_many_pixels(name, _claimed(exc))) from None
     except _DECODE_ERRORS as exc:
         raise ImageError(f"{name}: the image is damaged or truncated ({exc})") from None
 

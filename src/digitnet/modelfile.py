@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -100,12 +101,18 @@ def load(path: str | Path) -> Model:
     ------
     ModelFileError
         If the file is missing, truncated, not a digitnet model, from a newer format, has shapes
-        that disagree with its metadata, non-finite weights, or weights that differ from the
-        recorded SHA-256 (modified or corrupted).
+        that disagree with its metadata, non-finite weights, weights that differ from the
+        recorded SHA-256 (modified or corrupted), or metadata of the wrong types (class names,
+        metrics, history, dataset hashes).
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()  # before opening: opening a FIFO blocks, a device never ends
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelFileError(f"{path}: is not a regular file")
+        size = st.st_size
         if size > MAX_BYTES:
             raise ModelFileError(f"{path}: {size:,} bytes is too large for a digitnet model")
         data = path.read_bytes()
@@ -118,21 +125,45 @@ def load(path: str | Path) -> Model:
     return from_bytes(data, str(path))
 
 
+# Files people mistake for model files, by their first bytes.
+_OTHER_FORMATS = ((b"\x80", "a Python pickle (digitnet never unpickles)"),
+                  (b"PK\x03\x04", "a zip archive (a PyTorch .pt file or an .npz?)"),
+                  (b"\x93NUMPY", "a NumPy .npy file"),
+                  (b"\x89HDF", "an HDF5 file (a Keras .h5 model?)"),
+                  (b"\x08", "an ONNX or other protobuf file"))
+
+
 def _header(data: bytes, source: str) -> dict[str, Any]:
     if len(data) < 8:
         raise ModelFileError(f"{source}: truncated or empty ({len(data)} bytes); not a model file")
     (n,) = struct.unpack("<Q", data[:8])
     if n == 0 or 8 + n > len(data):
+        # A length no model file has: the first bytes are another format's signature.
+        other = next((what for magic, what in _OTHER_FORMATS if data.startswith(magic)), None)
+        if other and n > MAX_BYTES:
+            raise ModelFileError(f"{source}: not a safetensors model file; it looks like {other}")
         raise ModelFileError(f"{source}: not a safetensors model file (header length {n} does "
                              f"not fit in {len(data)} bytes; truncated or another format)")
     try:
         header = json.loads(data[8:8 + n])
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ModelFileError(f"{source}: not a safetensors model file (unreadable header)") \
             from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{source}: not a safetensors model file (header is not an object)")
+    needed = 8 + n + max([_data_end(entry) for entry in header.values()] or [0])
+    if needed > len(data):
+        raise ModelFileError(f"{source}: truncated ({len(data):,} bytes; its header describes "
+                             f"{needed:,})")
     return header
+
+
+def _data_end(entry: Any) -> int:
+    """Where an array's data ends, as a header entry states it (0 when it states none)."""
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    if isinstance(offsets, list) and len(offsets) == 2 and isinstance(offsets[1], int):
+        return offsets[1]
+    return 0
 
 
 def _metadata(header: dict[str, Any], source: str) -> dict[str, Any]:
@@ -142,15 +173,18 @@ def _metadata(header: dict[str, Any], source: str) -> dict[str, Any]:
                              "digitnet metadata)")
     try:
         version = int(meta.get("format_version", ""))
-    except ValueError:
+    except (TypeError, ValueError):
         raise ModelFileError(f"{source}: unreadable format_version "
-                             f"{meta.get('format_version')!r}") from None
+                             f"{_shown(meta.get('format_version'))}") from None
     if version > FORMAT_VERSION:
         raise ModelFileError(f"{source}: written by a newer digitnet (model format {version}, "
                              f"this version reads up to {FORMAT_VERSION}); upgrade digitnet")
+    if "digitnet" not in meta:
+        raise ModelFileError(f"{source}: damaged model file (its metadata lacks the 'digitnet' "
+                             "entry)")
     try:
-        info = json.loads(meta.get("digitnet", ""))
-    except ValueError:
+        info = json.loads(meta["digitnet"])
+    except (TypeError, ValueError, RecursionError):
         raise ModelFileError(f"{source}: damaged digitnet metadata (not JSON)") from None
     if not isinstance(info, dict):
         raise ModelFileError(f"{source}: damaged digitnet metadata (not an object)")
@@ -164,7 +198,7 @@ def _sizes(info: dict[str, Any], source: str) -> list[int]:
     sizes = info["architecture"].get("sizes") if isinstance(info["architecture"], dict) else None
     if (not isinstance(sizes, list) or len(sizes) < 2
             or not all(isinstance(s, int) and 0 < s <= 1 << 20 for s in sizes)):
-        raise ModelFileError(f"{source}: metadata gives no valid layer sizes ({sizes!r})")
+        raise ModelFileError(f"{source}: metadata gives no valid layer sizes ({_shown(sizes)})")
     return sizes
 
 
@@ -202,17 +236,64 @@ def _preprocessing(info: dict[str, Any], source: str) -> Preprocessing:
     raw = info["preprocessing"]
     try:
         pre = Preprocessing(float(raw["scale"]), float(raw["mean"]), float(raw["std"]))
-    except (KeyError, TypeError, ValueError):
-        raise ModelFileError(f"{source}: unreadable preprocessing {raw!r}") from None
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise ModelFileError(f"{source}: unreadable preprocessing {_shown(raw)}") from None
     if not all(np.isfinite([pre.scale, pre.mean, pre.std])) or pre.std <= 0:
-        raise ModelFileError(f"{source}: invalid preprocessing {raw!r}")
+        raise ModelFileError(f"{source}: invalid preprocessing {_shown(raw)}")
     return pre
+
+
+# What the commands read from a model's metadata beyond the weights, and the JSON type each
+# must have when present: a damaged file is refused here rather than failing in a command.
+_OPTIONAL = {"config": dict, "metrics": dict, "history": dict, "datasets": dict,
+             "class_names": list, "preset": str, "digitnet_version": str}
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string"}
+
+
+def _check_optional(info: dict[str, Any], n_out: int, source: str) -> None:
+    def damaged(what: str) -> ModelFileError:
+        return ModelFileError(f"{source}: damaged digitnet metadata ({what})")
+
+    for key, kind in _OPTIONAL.items():
+        if key in info and not isinstance(info[key], kind):
+            raise damaged(f"{key} should be {_TYPE_NAMES[kind]}, found {_shown(info[key])}")
+    names = info.get("class_names")
+    if names is not None and (len(names) != n_out
+                              or not all(isinstance(name, str) for name in names)):
+        raise damaged(f"class_names should be {n_out} names, found {_shown(names)}")
+    for key, value in info.get("metrics", {}).items():
+        if not _number_or_null(value):
+            raise damaged(f"metric {_shown(key)} should be a number, found {_shown(value)}")
+    for key, values in info.get("history", {}).items():
+        if not (isinstance(values, list) and all(_number_or_null(v) for v in values)):
+            raise damaged(f"history {_shown(key)} should be a list of numbers")
+    data = info.get("datasets", {})
+    if not isinstance(data.get("name", ""), str):
+        raise damaged(f"datasets name should be a string, found {_shown(data['name'])}")
+    for split in ("train", "test"):
+        part = data.get(split, {})
+        hashes = part.get("sha256", {}) if isinstance(part, dict) else None
+        if not (isinstance(hashes, dict)
+                and all(isinstance(v, str) for v in hashes.values())):
+            raise damaged(f"datasets {split} should hold the files' SHA-256 hashes")
+
+
+def _number_or_null(value: Any) -> bool:
+    return value is None or isinstance(value, (int, float))
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value for a one-line message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def from_bytes(data: bytes, source: str = "<bytes>") -> Model:
     """Parse a model file's bytes; see :func:`load`."""
     info = _metadata(_header(data, source), source)
-    params = _params(data, _sizes(info, source), source)
+    sizes = _sizes(info, source)
+    _check_optional(info, sizes[-1], source)
+    params = _params(data, sizes, source)
     if weights_sha256(params) != info["weights_sha256"]:
         raise ModelFileError(f"{source}: weights differ from the SHA-256 recorded when the "
                              "model was saved: the file was modified or corrupted")
