@@ -11,6 +11,27 @@ import pytest
 # from the tests that ask for it.
 _DIGITNET_DATA = os.environ.get("DIGITNET_DATA")
 
+# Examples per fuzzing target under `pytest --fuzz`; the default run uses 500 (see test_fuzz.py).
+FUZZ_EXAMPLES = 10_000
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz", action="store_true",
+                     help=f"fuzz long: {FUZZ_EXAMPLES:,} hypothesis examples per target "
+                          "(DIGITNET_FUZZ_EXAMPLES, when set, still decides)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("fuzz"):
+        return
+    from hypothesis import settings
+
+    # Before the test modules are imported: they read the count when they are.
+    os.environ.setdefault("DIGITNET_FUZZ_EXAMPLES", str(FUZZ_EXAMPLES))
+    examples = int(os.environ["DIGITNET_FUZZ_EXAMPLES"])
+    settings.register_profile("fuzz", max_examples=examples, deadline=None)
+    settings.load_profile("fuzz")
+
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
