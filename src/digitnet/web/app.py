@@ -210,6 +210,12 @@ def _json(body: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"the body is not valid JSON ({exc.msg} at line {exc.lineno} "
                             f"column {exc.colno})") from None
+    except RecursionError:
+        raise ApiError(400, "the body's JSON is nested too deeply; expected a flat list of "
+                            "pixels") from None
+    except ValueError:  # an integer of thousands of digits, refused by int()
+        raise ApiError(422, "the body holds a number too long to read; grey values must be "
+                            "0-255") from None
 
 
 def _not_finite(constant: str) -> float:
@@ -226,14 +232,20 @@ def _from_pixels(values: Any) -> np.ndarray:
     for i, value in enumerate(values):
         if type(value) not in (int, float):  # bool is an int to Python, not a grey level
             raise ApiError(422, f"pixels[{i}] is {json.dumps(value)[:40]}, not a number")
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ApiError(422, f"pixels[{i}] is {value}, not a finite number")
-        if not 0 <= value <= 255:
-            raise ApiError(422, f"pixels[{i}] is {value:g}, outside the grey levels 0-255")
+        if not 0 <= value <= 255:  # an int of any size compares without becoming a float
+            raise ApiError(422, f"pixels[{i}] is {_number(value)}, outside the grey levels 0-255")
     grey = np.asarray(values, dtype=np.float64)
     if np.ptp(grey) < imaging.MIN_CONTRAST:
         raise ApiError(422, DRAW_A_DIGIT)
     return _to_mnist(grey.reshape(28, 28))
+
+
+def _number(value: float) -> str:
+    """A number as an error message shows it: short, however many digits it has."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 20 else f"{text[:12]}... ({len(text)} characters)"
 
 
 def _data_url(value: Any) -> bytes:
