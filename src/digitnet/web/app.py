@@ -142,7 +142,7 @@ def create_app(
         if index is None:
             index = int(rng.integers(len(images)))
         elif not 0 <= index < len(images):
-            raise ApiError(422, f"index {index} is out of range; there are {len(images)} "
+            raise ApiError(422, f"index {_number(index)} is out of range; there are {len(images)} "
                                 f"test digits (0 to {len(images) - 1})")
         label = int(labels[index])
         return {"index": index, "label": label, "class_name": model.class_names[label],
