@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from digitnet import network
+from digitnet import fast, network
 from digitnet.errors import ConfigError, DivergenceError
 from digitnet.model import Model, Preprocessing
 from digitnet.network import Params
@@ -155,15 +155,28 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
+def _pixel_sums(images: np.ndarray, rows: int = 4096) -> tuple[int, int, int]:
+    """Count, sum and sum of squares of uint8 pixels, as exact integers.
+
+    A block of rows at a time: the squares (255² fits in uint16) never need a copy of the
+    whole set.
+    """
+    total = squares = 0
+    for start in range(0, len(images), rows):
+        block = images[start:start + rows]
+        total += int(block.sum(dtype=np.uint64))
+        squares += int(np.square(block, dtype=np.uint16).sum(dtype=np.uint64))
+    return images.size, total, squares
+
+
 def _pixel_stats(images: np.ndarray, exclude: np.ndarray) -> tuple[float, float]:
     """Mean and standard deviation of pixels/255 over the images not in ``exclude``."""
-    counts = np.bincount(images.reshape(-1), minlength=256).astype(np.float64)
+    n, total, squares = _pixel_sums(images)
     if len(exclude):
-        counts -= np.bincount(images[exclude].reshape(-1), minlength=256)
-    values = np.arange(256) / 255.0
-    total = counts.sum()
-    mean = float(counts @ values / total)
-    std = float(np.sqrt(counts @ (values - mean) ** 2 / total))
+        n_out, total_out, squares_out = _pixel_sums(images[exclude])
+        n, total, squares = n - n_out, total - total_out, squares - squares_out
+    mean = total / n / 255
+    std = math.sqrt(squares * n - total * total) / n / 255  # exact integers under the root
     return mean, std if std > 0 else 1.0
 
 
@@ -207,10 +220,17 @@ class Trainer:
     preprocessing
         A fixed input transform to use instead of the one ``config.standardize`` computes from
         the training pixels; it lets float inputs of any scale be trained on (the estimator).
+    backend
+        How the steps run: ``numba`` or ``numpy`` (the fast kernels of :mod:`digitnet.fast`),
+        ``reference`` (:mod:`digitnet.network` as written) or ``auto`` (the default, also
+        read from ``DIGITNET_BACKEND``): numba where it is installed and applies, else numpy.
+        A backend gives bit-identical results for the same seed; backends differ from each
+        other in the last bits, as their sums run in different orders.
     """
 
     def __init__(self, config: TrainConfig, images: np.ndarray, labels: np.ndarray,
-                 n_classes: int = 10, preprocessing: Preprocessing | None = None) -> None:
+                 n_classes: int = 10, preprocessing: Preprocessing | None = None,
+                 backend: str | None = None) -> None:
         self.config = config
         self.images = np.ascontiguousarray(images).reshape(len(images), -1)
         self.labels = np.asarray(labels)
@@ -249,6 +269,9 @@ class Trainer:
         self._full_batch: tuple[np.ndarray, np.ndarray] | None = None
         self._val: tuple[np.ndarray, np.ndarray] | None = None
         self._loss_watch = _LossWatch(n_classes)
+        self.backend = fast.resolve_backend(backend, config.layers, config.dtype,
+                                            self.images.shape[1], self.images.dtype)
+        self._engine: fast.Engine | None = None
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -291,13 +314,41 @@ class Trainer:
         self.step += 1
         if (not math.isfinite(loss) or not self.params.all_finite()
                 or self._loss_watch.rose(data_loss, len(X))):
-            raise DivergenceError(
-                f"training diverged at step {self.step} (loss {loss:.4g}, learning rate "
-                f"{lr:.4g}); try a smaller learning rate, e.g. --lr {self.config.lr / 10:g}")
+            raise self._diverged(loss, lr)
         return loss, np.argmax(fwd.A[-1], axis=1)
+
+    def _diverged(self, loss: float, lr: float) -> DivergenceError:
+        return DivergenceError(
+            f"training diverged at step {self.step} (loss {loss:.4g}, learning rate "
+            f"{lr:.4g}); try a smaller learning rate, e.g. --lr {self.config.lr / 10:g}")
+
+    def _fast_engine(self) -> fast.Engine:
+        """The fast backend's engine over the current params and optimizer (which may have
+        been replaced since the last run, as the estimator does to continue training)."""
+        engine = self._engine
+        if engine is None or engine.params is not self.params or (
+                engine.flat.optimizer is not self.optimizer):
+            engine = self._engine = fast.make_engine(
+                self.backend, self.params, self.optimizer, self.images, self.labels,
+                self.preprocessing, self.batch_size, self.config.l2,
+                self.config.label_smoothing)
+        return engine
+
+    def _run_fast_epoch(self, epoch: int) -> tuple[float, float]:
+        """One epoch in a single call of the fast engine: the same batches, the same schedule."""
+        order = self.train_idx if self.batch_size >= self.n_train else self._epoch_order(epoch)
+        steps = min(self.steps_per_epoch, self.total_steps - self.step)
+        lrs = np.array([self.schedule(self.step + s) for s in range(steps)])
+        done = self._fast_engine().run(order, lrs, self._loss_watch)
+        self.step += done.steps
+        if done.diverged:
+            raise self._diverged(done.last_loss, float(lrs[done.steps - 1]))
+        return done.loss_sum / done.seen, done.correct / done.seen
 
     def _run_epoch(self, epoch: int) -> tuple[float, float]:
         """Train one epoch; returns the mean loss and accuracy over its batches."""
+        if self.backend != "reference":
+            return self._run_fast_epoch(epoch)
         loss_sum, correct, seen = 0.0, 0, 0
         for (X, Y), y in self._batches(epoch):
             if self.step >= self.total_steps:
@@ -308,13 +359,23 @@ class Trainer:
             seen += len(y)
         return loss_sum / seen, correct / seen
 
+    def _probabilities(self, images: np.ndarray, params: Params) -> np.ndarray:
+        """The network's output for raw images (reference backend: preprocessed input X)."""
+        if self.backend == "reference":
+            return network.forward(params, images).A[-1]
+        return fast.Predictor(params, self.preprocessing, self.backend).predict_proba(images)
+
     def _validate(self) -> tuple[float, float]:
         if not len(self.val_idx):
             return float("nan"), float("nan")
         if self._val is None:
-            self._val = self._batch(self.val_idx)
+            if self.backend == "reference":
+                self._val = self._batch(self.val_idx)
+            else:  # the fast predictor reads the uint8 images as they are
+                self._val = (self.images[self.val_idx],
+                             self._targets(self.labels[self.val_idx]))
         X, Y = self._val
-        P = network.forward(self.params, X).A[-1]
+        P = self._probabilities(X, self.params)
         accuracy = float(np.mean(np.argmax(P, axis=1) == self.labels[self.val_idx]))
         return network.cross_entropy(P, Y), accuracy
 
@@ -326,14 +387,24 @@ class Trainer:
         correct = 0
         for start in range(0, len(idx), 10_000):
             part = idx[start:start + 10_000]
-            X = self.preprocessing.apply(self.images[part], self.dtype)
-            correct += int(np.count_nonzero(network.predict(params, X) == self.labels[part]))
+            images = self.images[part]
+            if self.backend == "reference":
+                images = self.preprocessing.apply(images, self.dtype)
+            predicted = np.argmax(self._probabilities(images, params), axis=1)
+            correct += int(np.count_nonzero(predicted == self.labels[part]))
         return correct / len(idx)
 
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self, callback: Callable[[EpochRecord], None] | None = None) -> Model:
-        """Train until ``total_steps``; ``callback`` receives each epoch's record."""
+        """Train until ``total_steps``; ``callback`` receives each epoch's record.
+
+        BLAS runs on one thread meanwhile: these matrices are too small for a second to pay.
+        """
+        with fast.blas_threads(1):
+            return self._run(callback)
+
+    def _run(self, callback: Callable[[EpochRecord], None] | None) -> Model:
         start = time.perf_counter()
         while self.step < self.total_steps:
             t0 = time.perf_counter()

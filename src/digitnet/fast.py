@@ -1,0 +1,937 @@
+"""Fast kernels: the network of ``network.py`` trained and run near the machine's limit.
+
+``network.py`` is the readable reference; this module computes the same forward pass, gradients
+and optimizer steps (equal to the reference to about 1e-5 in float32 on the same batches), but
+arranged for speed. The :class:`digitnet.training.Trainer` uses it for its inner loop.
+
+Two backends, chosen automatically (``DIGITNET_BACKEND`` or ``backend=`` overrides):
+
+``numba`` (when numba is installed; one hidden layer, float32)
+    One compiled call per epoch runs every step: no Python between batches. The first layer
+    works on the non-zero pixels only, because ``X @ W1`` over an image is the sum of
+    ``p * W1[k]`` over its non-zero pixels ``p`` at ``k`` (an MNIST digit has about 150 of 784),
+    and standardising is folded in: with ``x = a p + c``, ``X @ W1 = a (P @ W1) + c sum(W1)``
+    and ``X.T @ dZ1 = a (P.T @ dZ1) + c sum(dZ1)``. The training images stay uint8; a compact
+    list of their non-zero pixels is built once.
+``numpy``
+    The reference's math with every array preallocated and updated in place (``out=``): uint8
+    batches gathered with ``np.take`` into a reusable buffer and converted into a float32 buffer,
+    parameters, gradients and optimizer state kept in flat arrays so that Adam is a dozen
+    whole-array operations per step, BLAS on contiguous arrays. Any depth, float32 or float64.
+
+Parameter and optimizer arrays become views into the engine's flat buffers, so the trainer's
+``Params`` and the optimizer's state always show the current values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import math
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from digitnet import network
+from digitnet.errors import ConfigError
+from digitnet.model import Preprocessing
+from digitnet.network import Gradients, Params
+from digitnet.optim import Adam, GradientDescent, Momentum, Optimizer
+
+__all__ = ["BACKENDS", "numba_available", "resolve_backend", "blas_threads", "Steps",
+           "Engine", "NumpyEngine", "NumbaEngine", "make_engine", "Predictor"]
+
+BACKENDS = ("auto", "numba", "numpy", "reference")
+
+LANES = 16  # float32 values in one AVX-512 register: the numba kernels work 16 units at a time
+
+
+def numba_available() -> bool:
+    """Whether numba can be imported (checked without importing it)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def numba_supports(layers: int, dtype: str | np.dtype | type, n_inputs: int,
+                   pixels: str | np.dtype | type = np.uint8) -> bool:
+    """Whether the numba kernels cover this case: one hidden layer, float32 parameters, uint8
+    pixels, fewer than 65,536 inputs."""
+    return (layers == 1 and np.dtype(dtype) == np.float32 and n_inputs < 2**16
+            and np.dtype(pixels) == np.uint8)
+
+
+def resolve_backend(name: str | None, layers: int = 1, dtype: str = "float32",
+                    n_inputs: int = 784, pixels: str | np.dtype | type = np.uint8) -> str:
+    """The backend to train with: ``numba``, ``numpy`` or ``reference``.
+
+    ``name`` None means the ``DIGITNET_BACKEND`` environment variable, else ``auto``: numba
+    when it is installed and covers the case (see :func:`numba_supports`), otherwise numpy.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name, or ``numba`` asked for where it is missing or does not apply.
+    """
+    name = name or os.environ.get("DIGITNET_BACKEND") or "auto"
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    fits = numba_supports(layers, dtype, n_inputs, pixels)
+    if name == "auto":
+        return "numba" if fits and numba_available() else "numpy"
+    if name == "numba" and not numba_available():
+        raise ConfigError("backend 'numba' needs numba: pip install numba (or use numpy)")
+    if name == "numba" and not fits:
+        raise ConfigError(f"backend 'numba' covers one hidden layer in float32 on uint8 pixels; "
+                          f"this is {layers} hidden layer(s) in {np.dtype(dtype).name} on "
+                          f"{np.dtype(pixels).name} inputs (use numpy)")
+    return name
+
+
+@contextlib.contextmanager
+def blas_threads(n: int = 1) -> Iterator[None]:
+    """Limit BLAS to ``n`` threads inside the block (with threadpoolctl when it is installed).
+
+    The network's matrices are tiny ((128, 784) @ (784, 10) per step): on a 2-core machine a
+    second BLAS thread costs more in hand-offs than it brings, so training runs on one. Without
+    threadpoolctl this does nothing; set ``OPENBLAS_NUM_THREADS`` before starting Python.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
+
+
+# -- parameters and optimizer state in flat buffers --------------------------------------------
+
+
+class _Flat:
+    """All parameters in one array ``theta`` (W1, W2, ..., b1, b2, ...: the optimizer's order).
+
+    ``params``' arrays and the optimizer's state lists are replaced by views into flat buffers,
+    so the weights are updated in place by whole-buffer operations and everyone sees them.
+    """
+
+    def __init__(self, params: Params, optimizer: Optimizer) -> None:
+        arrays = [*params.W, *params.b]
+        self.shapes = [a.shape for a in arrays]
+        self.n_layers = len(params.W)
+        self.dtype = params.dtype
+        self.theta = np.concatenate([a.ravel() for a in arrays]).astype(self.dtype)
+        self.grad = np.zeros_like(self.theta)
+        self.n_weights = sum(w.size for w in params.W)
+        views = self.views(self.theta)
+        params.W[:] = views[:self.n_layers]
+        params.b[:] = views[self.n_layers:]
+        self.gradients = Gradients(*self._split(self.views(self.grad)))
+        self.optimizer = optimizer
+        kind = type(optimizer)  # exactly these: a subclass may step differently
+        if kind is Adam and isinstance(optimizer, Adam):
+            self.kind = 2
+            self.s1 = self._state(optimizer.m)
+            self.s2 = self._state(optimizer.v)
+            optimizer.m, optimizer.v = self.views(self.s1), self.views(self.s2)
+        elif kind is Momentum and isinstance(optimizer, Momentum):
+            self.kind = 1
+            self.s1 = self._state(optimizer.velocity)
+            self.s2 = np.zeros(0, self.dtype)
+            optimizer.velocity = self.views(self.s1)
+        elif kind is GradientDescent:
+            self.kind = 0
+            self.s1 = self.s2 = np.zeros(0, self.dtype)
+        else:
+            raise NotImplementedError(f"no fast update for {kind.__name__}")
+
+    def views(self, flat: np.ndarray) -> list[np.ndarray]:
+        out, start = [], 0
+        for shape in self.shapes:
+            size = math.prod(shape)
+            out.append(flat[start:start + size].reshape(shape))
+            start += size
+        return out
+
+    def _split(self, views: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        return views[:self.n_layers], views[self.n_layers:]
+
+    def _state(self, arrays: list[np.ndarray] | None) -> np.ndarray:
+        if arrays is None:
+            return np.zeros_like(self.theta)
+        return np.concatenate([np.asarray(a, self.dtype).ravel() for a in arrays])
+
+    @property
+    def hyper(self) -> np.ndarray:
+        """The optimizer's constants: beta1, beta2, eps, momentum."""
+        opt: Any = self.optimizer
+        return np.array([getattr(opt, "beta1", 0.0), getattr(opt, "beta2", 0.0),
+                         getattr(opt, "eps", 0.0), getattr(opt, "momentum", 0.0)])
+
+    @property
+    def t(self) -> int:
+        return int(getattr(self.optimizer, "t", 0))
+
+    def advance(self, steps: int) -> None:
+        if self.kind == 2:
+            self.optimizer.t += steps  # type: ignore[attr-defined]
+
+    def penalty(self, l2: float) -> float:
+        if not l2:
+            return 0.0
+        w = self.theta[:self.n_weights].astype(np.float64)
+        return float(0.5 * l2 * np.dot(w, w))
+
+
+@dataclass
+class Steps:
+    """What a run of steps produced: summed over its batches, loss weighted by batch size."""
+
+    loss_sum: float
+    correct: int
+    seen: int
+    steps: int
+    diverged: bool = False
+    last_loss: float = float("nan")
+
+
+class Engine:
+    """Runs training steps over uint8 images; see :func:`make_engine`."""
+
+    name = ""
+
+    def __init__(self, params: Params, optimizer: Optimizer, images: np.ndarray,
+                 labels: np.ndarray, preprocessing: Preprocessing, batch_size: int,
+                 l2: float = 0.0, label_smoothing: float = 0.0) -> None:
+        self.params = params
+        self.flat = _Flat(params, optimizer)
+        self.images = np.ascontiguousarray(images).reshape(len(images), -1)
+        self.labels = np.ascontiguousarray(labels, dtype=np.int64)
+        self.preprocessing = preprocessing
+        self.batch_size = batch_size
+        self.l2 = float(l2)
+        self.label_smoothing = float(label_smoothing)
+        self.n_classes = params.sizes[-1]
+
+    def run(self, order: np.ndarray, lrs: np.ndarray, watch: Any = None) -> Steps:
+        """One step per entry of ``lrs`` (its learning rate), batches taken in turn from
+        ``order`` (rows of the images).
+
+        Stops after the first step that diverges: a non-finite loss or parameter, or ``watch``
+        (the trainer's loss watch: ``rose(data_loss, batch)``) seeing the loss run away.
+        """
+        raise NotImplementedError
+
+    def gradients(self, rows: np.ndarray) -> tuple[float, Gradients]:
+        """The loss and gradients on the batch ``rows`` (at most ``batch_size`` of them),
+        without updating anything."""
+        raise NotImplementedError
+
+
+# -- the NumPy backend -------------------------------------------------------------------------
+
+
+class NumpyEngine(Engine):
+    """The reference math with preallocated buffers, in place; any depth and dtype."""
+
+    name = "numpy"
+    CHUNK = 4096  # rows gathered at a time: a large batch is converted through a small buffer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        B, dtype = self.batch_size, self.flat.dtype
+        sizes = self.params.sizes
+        self._raw = np.empty((min(B, self.CHUNK), sizes[0]), self.images.dtype)
+        self._x = np.empty((B, sizes[0]), dtype)
+        self._z = [np.empty((B, w), dtype) for w in sizes[1:]]
+        self._a = [np.empty((B, w), dtype) for w in sizes[1:]]
+        self._dz = [np.empty((B, w), dtype) for w in sizes[1:]]
+        self._y = np.empty((B, self.n_classes), dtype)
+        self._tmp = np.empty((B, self.n_classes), dtype)
+        self._row = np.empty((B, 1), dtype)
+        self._pred = np.empty(B, np.intp)
+        self._hit = np.empty(B, bool)
+        self._work = np.empty_like(self.flat.theta)
+        self._scale = dtype.type(self.preprocessing.scale / self.preprocessing.std)
+        self._shift = dtype.type(self.preprocessing.mean / self.preprocessing.std)
+        self._loaded: np.ndarray | None = None
+
+    def _load(self, rows: np.ndarray) -> np.ndarray:
+        """The batch's network input in the float buffer: (pixels * scale - mean) / std,
+        as :meth:`Preprocessing.apply` computes it."""
+        m = len(rows)
+        X = self._x[:m]
+        if self._loaded is rows:  # the full batch, converted once
+            return X
+        for start in range(0, m, self.CHUNK):
+            part = rows[start:start + self.CHUNK]
+            raw, out = self._raw[:len(part)], X[start:start + len(part)]
+            np.take(self.images, part, axis=0, out=raw)
+            np.multiply(raw, self._scale, out=out, dtype=X.dtype)
+        if self._shift:
+            X -= self._shift
+        self._loaded = rows if m == len(self._x) else None
+        return X
+
+    def _targets(self, rows: np.ndarray) -> np.ndarray:
+        m = len(rows)
+        Y = self._y[:m]
+        Y.fill(0)
+        Y[np.arange(m), self.labels[rows]] = 1
+        eps = self.label_smoothing
+        if eps:
+            Y *= 1 - eps
+            Y += eps / self.n_classes
+        return Y
+
+    def _forward(self, X: np.ndarray) -> np.ndarray:
+        m, A = len(X), X
+        last = len(self._z) - 1
+        for layer, (W, b) in enumerate(zip(self.params.W, self.params.b, strict=True)):
+            Z = self._z[layer][:m]
+            np.matmul(A, W, out=Z)
+            Z += b
+            if layer < last:
+                A = self._a[layer][:m]
+                np.maximum(Z, 0, out=A)
+        P = self._a[last][:m]  # softmax of the last Z, its row maximum subtracted first
+        row = self._row[:m]
+        np.max(Z, axis=1, keepdims=True, out=row)
+        np.subtract(Z, row, out=P)
+        np.exp(P, out=P)
+        np.sum(P, axis=1, keepdims=True, out=row)
+        P /= row
+        return P
+
+    def _data_loss(self, P: np.ndarray, Y: np.ndarray) -> float:
+        """Mean cross-entropy, as :func:`network.cross_entropy` (without the L2 penalty)."""
+        T = self._tmp[:len(P)]
+        np.clip(P, 1e-12, 1.0, out=T)
+        np.log(T, out=T)
+        T *= Y
+        return -float(T.sum()) / len(P)
+
+    def _backward(self, X: np.ndarray, P: np.ndarray, Y: np.ndarray) -> None:
+        m = len(X)
+        W, (dW, db) = self.params.W, (self.flat.gradients.dW, self.flat.gradients.db)
+        dZ = self._dz[-1][:m]
+        np.subtract(P, Y, out=dZ)  # softmax paired with cross-entropy: dZ = A - Y
+        dZ *= 1 / m                # the mean over the batch, once for every gradient below
+        for layer in range(len(W) - 1, -1, -1):
+            A = self._a[layer - 1][:m] if layer else X
+            np.matmul(A.T, dZ, out=dW[layer])
+            np.sum(dZ, axis=0, out=db[layer])
+            if layer:
+                below = self._dz[layer - 1][:m]
+                np.matmul(dZ, W[layer].T, out=below)
+                below *= A > 0      # relu'(Z) is 1 exactly where relu(Z) = A > 0
+                dZ = below
+        if self.l2:
+            nw = self.flat.n_weights
+            work = self._work[:nw]
+            np.multiply(self.flat.theta[:nw], self.l2, out=work)
+            self.flat.grad[:nw] += work
+
+    def _update(self, lr: float) -> None:
+        f, g, work = self.flat, self.flat.grad, self._work
+        theta = f.theta
+        if f.kind == 0:                      # W <- W - lr dW
+            np.multiply(g, lr, out=work)
+        elif f.kind == 1:                    # v <- mu v + dW; W <- W - lr v
+            v = f.s1
+            v *= f.optimizer.momentum  # type: ignore[attr-defined]
+            v += g
+            np.multiply(v, lr, out=work)
+        else:                                # Adam, with the bias corrections in the step size
+            opt: Any = f.optimizer
+            opt.t += 1
+            t = opt.t
+            step = lr * math.sqrt(1 - opt.beta2**t) / (1 - opt.beta1**t)
+            eps_hat = opt.eps * math.sqrt(1 - opt.beta2**t)
+            m, v = f.s1, f.s2
+            np.subtract(g, m, out=work)      # m <- m + (1 - b1)(g - m) = b1 m + (1 - b1) g
+            work *= 1 - opt.beta1
+            m += work
+            np.multiply(g, g, out=work)      # v <- v + (1 - b2)(g^2 - v)
+            work -= v
+            work *= 1 - opt.beta2
+            v += work
+            np.sqrt(v, out=work)
+            work += eps_hat
+            np.divide(m, work, out=work)
+            work *= step
+        theta -= work
+
+    def _count(self, P: np.ndarray, rows: np.ndarray) -> int:
+        m = len(P)
+        np.argmax(P, axis=1, out=self._pred[:m])
+        np.equal(self._pred[:m], self.labels[rows], out=self._hit[:m])
+        return int(np.count_nonzero(self._hit[:m]))
+
+    def run(self, order: np.ndarray, lrs: np.ndarray, watch: Any = None) -> Steps:
+        out = Steps(0.0, 0, 0, 0)
+        B = self.batch_size
+        for s, lr in enumerate(lrs):
+            rows = order if B >= len(order) else order[s * B:(s + 1) * B]
+            X = self._load(rows)
+            Y = self._targets(rows)
+            P = self._forward(X)
+            data_loss = self._data_loss(P, Y)
+            loss = data_loss + self.flat.penalty(self.l2)
+            out.correct += self._count(P, rows)
+            self._backward(X, P, Y)
+            self._update(float(lr))
+            out.loss_sum += loss * len(rows)
+            out.seen += len(rows)
+            out.steps += 1
+            if (not math.isfinite(loss) or not np.isfinite(self.flat.theta).all()
+                    or (watch is not None and watch.rose(data_loss, len(rows)))):
+                out.diverged, out.last_loss = True, loss
+                break
+        return out
+
+    def gradients(self, rows: np.ndarray) -> tuple[float, Gradients]:
+        rows = np.asarray(rows)
+        self._loaded = None
+        X = self._load(rows)
+        Y = self._targets(rows)
+        P = self._forward(X)
+        loss = self._data_loss(P, Y) + self.flat.penalty(self.l2)
+        self._backward(X, P, Y)
+        self._loaded = None
+        return loss, _copy(self.flat.gradients)
+
+
+def _copy(grads: Gradients) -> Gradients:
+    return Gradients([g.copy() for g in grads.dW], [g.copy() for g in grads.db])
+
+
+# -- the numba backend -------------------------------------------------------------------------
+#
+# The functions named _nb_* are plain Python until _kernels() compiles them with numba (on first
+# use, then from numba's on-disk cache). They are written for LLVM: the 16 named accumulators of
+# _nb_dot16 become one AVX-512 register (a loop over a small array would go through memory at
+# every pixel), and the first-layer loops run over an image's non-zero pixels only.
+
+_FASTMATH = {"reassoc", "contract", "nsz"}  # reorder sums, fuse multiply-adds; keep inf and NaN
+
+
+def _nb_csr(images):  # pragma: no cover - compiled by numba
+    """The non-zero pixels of each image: row i's are ``indices/values[indptr[i]:indptr[i+1]]``."""
+    n, d = images.shape
+    indptr = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        count = 0
+        for k in range(d):
+            count += images[i, k] != 0
+        indptr[i + 1] = indptr[i] + count
+    indices = np.empty(indptr[n], np.uint16)
+    values = np.empty(indptr[n], np.uint8)
+    for i in range(n):
+        q = indptr[i]
+        for k in range(d):
+            if images[i, k] != 0:
+                indices[q] = k
+                values[q] = images[i, k]
+                q += 1
+    return indptr, indices, values
+
+
+def _nb_dot16(indices, values, lo, hi, W, jb, out):  # pragma: no cover - compiled by numba
+    """``out[jb:jb+16] = sum over q in [lo, hi) of values[q] * W[indices[q], jb:jb+16]``."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
+    a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0)
+    for q in range(lo, hi):
+        p = np.float32(values[q])
+        if p == 0:  # never true (only non-zero pixels are listed); it keeps LLVM from
+            break   # vectorizing over q with gathers, so it vectorizes over the 16 units
+        w = W[indices[q], jb:jb + 16]
+        a0 += p * w[0]
+        a1 += p * w[1]
+        a2 += p * w[2]
+        a3 += p * w[3]
+        a4 += p * w[4]
+        a5 += p * w[5]
+        a6 += p * w[6]
+        a7 += p * w[7]
+        a8 += p * w[8]
+        a9 += p * w[9]
+        a10 += p * w[10]
+        a11 += p * w[11]
+        a12 += p * w[12]
+        a13 += p * w[13]
+        a14 += p * w[14]
+        a15 += p * w[15]
+    o = out[jb:jb + 16]
+    o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = a0, a1, a2, a3, a4, a5, a6, a7
+    o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15] = a8, a9, a10, a11, a12, a13, a14, a15
+
+
+def _nb_axpy16(indices, values, lo, hi, G, jb, d):  # pragma: no cover - compiled by numba
+    """``G[indices[q], jb:jb+16] += values[q] * d[jb:jb+16]`` for q in [lo, hi)."""
+    d = d[jb:jb + 16]
+    d0, d1, d2, d3, d4, d5, d6, d7 = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
+    d8, d9, d10, d11, d12, d13, d14, d15 = d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]
+    for q in range(lo, hi):
+        p = np.float32(values[q])
+        g = G[indices[q], jb:jb + 16]
+        g[0] += p * d0
+        g[1] += p * d1
+        g[2] += p * d2
+        g[3] += p * d3
+        g[4] += p * d4
+        g[5] += p * d5
+        g[6] += p * d6
+        g[7] += p * d7
+        g[8] += p * d8
+        g[9] += p * d9
+        g[10] += p * d10
+        g[11] += p * d11
+        g[12] += p * d12
+        g[13] += p * d13
+        g[14] += p * d14
+        g[15] += p * d15
+
+
+def _nb_words_dot16(words, W, jb, out):  # pragma: no cover - compiled by numba
+    """``out[jb:jb+16] = x @ W[:, jb:jb+16]`` for one uint8 image read 8 pixels per word.
+
+    A word's pixels are taken until the rest are zero, so all-zero words (most of an MNIST
+    image's border) cost one test.
+    """
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
+    a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0)
+    for i in range(words.shape[0]):
+        word = words[i]
+        k = 8 * i
+        while word != 0:  # a data-dependent loop: LLVM vectorizes its body, not across bytes
+            p = np.float32(word & np.uint64(255))
+            word >>= np.uint64(8)
+            w = W[k, jb:jb + 16]
+            k += 1
+            a0 += p * w[0]
+            a1 += p * w[1]
+            a2 += p * w[2]
+            a3 += p * w[3]
+            a4 += p * w[4]
+            a5 += p * w[5]
+            a6 += p * w[6]
+            a7 += p * w[7]
+            a8 += p * w[8]
+            a9 += p * w[9]
+            a10 += p * w[10]
+            a11 += p * w[11]
+            a12 += p * w[12]
+            a13 += p * w[13]
+            a14 += p * w[14]
+            a15 += p * w[15]
+    o = out[jb:jb + 16]
+    o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = a0, a1, a2, a3, a4, a5, a6, a7
+    o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15] = a8, a9, a10, a11, a12, a13, a14, a15
+
+
+def _nb_prepare(W1, b1, c, W1p, cb1):  # pragma: no cover - compiled by numba
+    """Copy W1 into the zero-padded W1p; ``cb1 = b1 + c * (column sums of W1)``."""
+    n_in, H = W1.shape
+    cb1[:] = 0
+    for k in range(n_in):
+        for j in range(H):
+            w = W1[k, j]
+            W1p[k, j] = w
+            cb1[j] += w
+    for j in range(H):
+        cb1[j] = b1[j] + c * cb1[j]
+
+
+def _nb_head(z1, a, cb1, H, W2, b2, h1, p2):  # pragma: no cover - compiled by numba
+    """From the first layer's raw sums: Z1 (in z1), A1 = relu (h1), softmax(A1 @ W2 + b2) (p2)."""
+    C = p2.shape[0]
+    for j in range(H):
+        z = a * z1[j] + cb1[j]
+        z1[j] = z
+        h1[j] = max(z, np.float32(0))
+    top = np.float32(-np.inf)
+    for o in range(C):
+        z = b2[o]
+        for j in range(H):
+            z += h1[j] * W2[j, o]
+        p2[o] = z
+        top = max(top, z)
+    total = np.float32(0)
+    for o in range(C):
+        e = np.float32(math.exp(p2[o] - top))
+        p2[o] = e
+        total += e
+    best = 0
+    for o in range(C):
+        p2[o] = p2[o] / total
+        if p2[o] > p2[best]:
+            best = o
+    return best
+
+
+def _nb_update(kind, theta, grad, s1, s2, hyper, lr, t):  # pragma: no cover - compiled by numba
+    """One optimizer step in place (0 gd, 1 momentum, 2 Adam); returns the sum of the new
+    parameters in float64, which is finite exactly when they all are."""
+    total = 0.0
+    n = theta.shape[0]
+    if kind == 0:
+        rate = np.float32(lr)
+        for i in range(n):
+            p = theta[i] - rate * grad[i]
+            theta[i] = p
+            total += p
+    elif kind == 1:
+        rate, mu = np.float32(lr), np.float32(hyper[3])
+        for i in range(n):
+            v = mu * s1[i] + grad[i]
+            s1[i] = v
+            p = theta[i] - rate * v
+            theta[i] = p
+            total += p
+    else:
+        beta1, beta2, eps = hyper[0], hyper[1], hyper[2]
+        step = np.float32(lr * math.sqrt(1 - beta2**t) / (1 - beta1**t))
+        eps_hat = np.float32(eps * math.sqrt(1 - beta2**t))
+        b1, c1 = np.float32(beta1), np.float32(1 - beta1)
+        b2, c2 = np.float32(beta2), np.float32(1 - beta2)
+        for i in range(n):
+            g = grad[i]
+            m = b1 * s1[i] + c1 * g
+            v = b2 * s2[i] + c2 * g * g
+            s1[i] = m
+            s2[i] = v
+            p = theta[i] - step * m / (np.float32(math.sqrt(v)) + eps_hat)
+            theta[i] = p
+            total += p
+    return total
+
+
+def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims, theta, grad,
+              kind, s1, s2, hyper, t0, l2, smoothing, W1p, G1p, update, watch,
+              out):  # pragma: no cover - compiled by numba
+    """Run ``len(lrs)`` steps of the 784-H-C network; see :meth:`NumbaEngine.run`.
+
+    ``watch`` is the loss watch's state (smoothed data loss or NaN before the first step,
+    limit, floor, rise, examples), updated as the trainer's ``_LossWatch.rose`` does. ``out``
+    receives: loss sum (weighted by batch size), correct predictions, examples seen, steps
+    taken, 1 if the last step diverged, and that step's loss.
+    """
+    n_in, H, C = dims[0], dims[1], dims[2]
+    HP = W1p.shape[1]
+    a, c = np.float32(pre[0]), np.float32(pre[1])
+    nw1 = n_in * H
+    nw = nw1 + H * C
+    W1 = theta[:nw1].reshape((n_in, H))
+    W2 = theta[nw1:nw].reshape((H, C))
+    b1, b2 = theta[nw:nw + H], theta[nw + H:nw + H + C]
+    gW1 = grad[:nw1].reshape((n_in, H))
+    gW2 = grad[nw1:nw].reshape((H, C))
+    gb1, gb2 = grad[nw:nw + H], grad[nw + H:nw + H + C]
+    cb1 = np.zeros(H, np.float32)
+    z1 = np.zeros(HP, np.float32)
+    dz1 = np.zeros(HP, np.float32)  # lanes H..HP-1 stay 0, so padding adds nothing to G1p
+    h1 = np.zeros(H, np.float32)
+    p2 = np.zeros(C, np.float32)
+    off = np.float32(smoothing / C)          # the target Y: (1 - eps) one-hot + eps / C
+    on = np.float32(1 - smoothing) + off
+    n = order.shape[0]
+    loss_sum, correct, seen, steps = 0.0, 0, 0, 0
+    diverged, last_loss = 0.0, np.nan
+    for s in range(lrs.shape[0]):
+        start = s * batch_size
+        stop = min(start + batch_size, n)
+        m = stop - start
+        inv_m = np.float32(1.0 / m)
+        _nb_prepare(W1, b1, c, W1p, cb1)
+        G1p[:, :] = 0
+        grad[nw1:] = 0
+        batch_loss = 0.0
+        for i in range(start, stop):
+            r = order[i]
+            y = labels[r]
+            lo, hi = indptr[r], indptr[r + 1]
+            for jb in range(0, HP, 16):
+                _nb_dot16(indices, values, lo, hi, W1p, jb, z1)
+            if _nb_head(z1, a, cb1, H, W2, b2, h1, p2) == y:
+                correct += 1
+            if smoothing == 0:
+                batch_loss -= math.log(max(p2[y], 1e-12))
+            else:
+                for o in range(C):
+                    batch_loss -= (on if o == y else off) * math.log(max(p2[o], 1e-12))
+            for o in range(C):   # dZ2 = (A2 - Y) / m: softmax paired with cross-entropy
+                p2[o] = (p2[o] - (on if o == y else off)) * inv_m
+                gb2[o] += p2[o]
+            for j in range(H):   # dW2 += A1.T dZ2; dZ1 = dZ2 W2.T * relu'(Z1)
+                d = np.float32(0)
+                for o in range(C):
+                    gW2[j, o] += h1[j] * p2[o]
+                    d += p2[o] * W2[j, o]
+                dz1[j] = d if z1[j] > 0 else np.float32(0)
+                gb1[j] += dz1[j]
+            for jb in range(0, HP, 16):
+                _nb_axpy16(indices, values, lo, hi, G1p, jb, dz1)
+        for k in range(n_in):    # X.T dZ1 = a P.T dZ1 + c sum(dZ1), with x = a p + c
+            for j in range(H):
+                gW1[k, j] = a * G1p[k, j] + c * gb1[j]
+        penalty = 0.0
+        if l2 != 0:
+            rate = np.float32(l2)
+            for i in range(nw):
+                w = theta[i]
+                grad[i] += rate * w
+                penalty += np.float64(w) * w
+            penalty *= 0.5 * l2
+        loss = batch_loss / m + penalty
+        loss_sum += loss * m
+        seen += m
+        steps += 1
+        if not update:
+            break
+        total = _nb_update(kind, theta, grad, s1, s2, hyper, lrs[s], t0 + steps)
+        if not (math.isfinite(loss) and math.isfinite(total)):
+            diverged, last_loss = 1.0, loss
+            break
+        data_loss = batch_loss / m
+        if math.isnan(watch[0]):
+            watch[0] = data_loss
+            watch[1] = watch[3] * max(data_loss, watch[2])
+        watch[0] += min(1.0, m / watch[4]) * (data_loss - watch[0])
+        if watch[0] > watch[1]:
+            diverged, last_loss = 1.0, loss
+            break
+    out[0], out[1], out[2], out[3], out[4], out[5] = (loss_sum, correct, seen, steps, diverged,
+                                                      last_loss)
+
+
+def _nb_logits(words, W1p, cb1, a, H, W2, b2, logits, labels):  # pragma: no cover - numba
+    """Logits (n, C) and their argmax for uint8 images given as uint64 words (n, n_in / 8)."""
+    HP = W1p.shape[1]
+    C = W2.shape[1]
+    z1 = np.zeros(HP, np.float32)
+    for i in range(words.shape[0]):
+        for jb in range(0, HP, 16):
+            _nb_words_dot16(words[i], W1p, jb, z1)
+        row = logits[i]
+        for o in range(C):
+            row[o] = b2[o]
+        for j in range(H):
+            h = a * z1[j] + cb1[j]
+            if h > 0:
+                for o in range(C):
+                    row[o] += h * W2[j, o]
+        best = 0
+        for o in range(C):
+            if row[o] > row[best]:
+                best = o
+        labels[i] = best
+
+
+_HELPERS = ("_nb_dot16", "_nb_axpy16", "_nb_words_dot16", "_nb_prepare", "_nb_head",
+            "_nb_update")
+
+
+@contextlib.contextmanager
+def _slp_vectorize(numba: Any) -> Iterator[None]:
+    # numba leaves LLVM's SLP vectorizer off by default; it is what turns the 16 accumulators
+    # into one vector register. Only these kernels are compiled with it.
+    before = numba.config.SLP_VECTORIZE
+    numba.config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        numba.config.SLP_VECTORIZE = before
+
+
+@functools.cache
+def _kernels() -> SimpleNamespace:
+    """The numba kernels, compiled on first use (then loaded from numba's cache)."""
+    import numba
+    from numba import types as T
+
+    jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=_FASTMATH)
+    module = sys.modules[__name__]
+    # Images arrive read-only (straight from the data files) or not: typed read-only always,
+    # via _readonly, so each kernel is compiled once.
+    u8m = T.Array(T.uint8, 2, "C", readonly=True)
+    u64m = T.Array(T.uint64, 2, "C", readonly=True)
+    f32v, f32m, f64v, i64v = T.float32[::1], T.float32[:, ::1], T.float64[::1], T.int64[::1]
+    with _slp_vectorize(numba):
+        for name in _HELPERS:  # callees first: numba resolves them as compiled globals
+            if not isinstance(getattr(module, name), numba.core.dispatcher.Dispatcher):
+                setattr(module, name, jit(getattr(module, name)))
+        prepare = module._nb_prepare
+        prepare.compile(T.void(f32m, f32v, T.float32, f32m, f32v))
+        return SimpleNamespace(
+            csr=jit(T.Tuple((i64v, T.uint16[::1], T.uint8[::1]))(u8m))(_nb_csr),
+            prepare=prepare,
+            train=jit(T.void(i64v, T.uint16[::1], T.uint8[::1], i64v, i64v, T.int64, f64v,
+                             f64v, i64v, f32v, f32v, T.int64, f32v, f32v, f64v, T.int64,
+                             T.float64, T.float64, f32m, f32m, T.boolean, f64v,
+                             f64v))(_nb_train),
+            logits=jit(T.void(u64m, f32m, f32v, T.float32, T.int64, f32m, f32v, f32m,
+                              i64v))(_nb_logits),
+        )
+
+
+def _padded(n: int) -> int:
+    return -(-n // LANES) * LANES
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+class NumbaEngine(Engine):
+    """Training steps as one compiled call per run; the 784-H-C network in float32."""
+
+    name = "numba"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        sizes = self.params.sizes
+        if not numba_supports(len(sizes) - 2, self.flat.dtype, sizes[0], self.images.dtype):
+            raise ConfigError("the numba backend covers one hidden layer in float32 on uint8 "
+                              "pixels")
+        self.kernels = _kernels()
+        self.indptr, self.indices, self.values = self.kernels.csr(_readonly(self.images))
+        n_in, H = sizes[0], sizes[1]
+        self.dims = np.array(sizes, np.int64)
+        self.W1p = np.zeros((n_in, _padded(H)), np.float32)
+        self.G1p = np.zeros_like(self.W1p)
+        p = self.preprocessing
+        self.pre = np.array([p.scale / p.std, -p.mean / p.std])
+        self.out = np.zeros(6)
+
+    def _call(self, order: np.ndarray, batch_size: int, lrs: np.ndarray, update: bool,
+              watch: Any = None) -> Steps:
+        f = self.flat
+        state = np.array([math.nan, math.inf, 0.0, math.inf, 1.0])
+        if watch is not None:  # the trainer's _LossWatch, run inside the kernel
+            smoothed = math.nan if watch.smoothed is None else watch.smoothed
+            state[:] = smoothed, watch.limit, watch.floor, watch.RISE, watch.EXAMPLES
+        self.kernels.train(
+            self.indptr, self.indices, self.values, self.labels,
+            np.ascontiguousarray(order, dtype=np.int64), int(batch_size),
+            np.ascontiguousarray(lrs, dtype=np.float64), self.pre, self.dims, f.theta, f.grad,
+            f.kind, f.s1, f.s2, f.hyper, f.t, self.l2, self.label_smoothing, self.W1p, self.G1p,
+            update, state, self.out)
+        if watch is not None and not math.isnan(state[0]):
+            watch.smoothed, watch.limit = float(state[0]), float(state[1])
+        loss_sum, correct, seen, steps, diverged, last_loss = self.out
+        if update:
+            f.advance(int(steps))
+        return Steps(float(loss_sum), int(correct), int(seen), int(steps), bool(diverged),
+                     float(last_loss))
+
+    def run(self, order: np.ndarray, lrs: np.ndarray, watch: Any = None) -> Steps:
+        return self._call(order, self.batch_size, lrs, update=True, watch=watch)
+
+    def gradients(self, rows: np.ndarray) -> tuple[float, Gradients]:
+        rows = np.asarray(rows)
+        steps = self._call(rows, len(rows), np.zeros(1), update=False)
+        return steps.loss_sum / steps.seen, _copy(self.flat.gradients)
+
+
+def make_engine(backend: str, params: Params, optimizer: Optimizer, images: np.ndarray,
+                labels: np.ndarray, preprocessing: Preprocessing, batch_size: int,
+                l2: float = 0.0, label_smoothing: float = 0.0) -> Engine:
+    """The engine for ``backend`` (``numba`` or ``numpy``), taking over ``params``' arrays and
+    ``optimizer``'s state (they become views into its flat buffers)."""
+    engines: dict[str, type[Engine]] = {"numba": NumbaEngine, "numpy": NumpyEngine}
+    if backend not in engines:
+        raise ConfigError(f"no engine for backend {backend!r}; choose numba or numpy")
+    return engines[backend](params, optimizer, images, labels, preprocessing, batch_size, l2,
+                            label_smoothing)
+
+
+# -- inference ---------------------------------------------------------------------------------
+
+
+class Predictor:
+    """Fast predictions from uint8 images for fixed parameters.
+
+    With numba (one hidden layer, float32, inputs a multiple of 8), each image is read straight
+    from its uint8 pixels, 8 at a time, skipping all-zero runs; otherwise the reference forward
+    pass runs in blocks. ``predict`` is the argmax of the logits, which is the argmax of the
+    probabilities (softmax keeps the order).
+
+    Parameters
+    ----------
+    params, preprocessing
+        A network and how its inputs were scaled (a :class:`digitnet.model.Model`'s fields).
+    backend
+        ``auto`` (default), ``numba`` or ``numpy``.
+    """
+
+    def __init__(self, params: Params, preprocessing: Preprocessing | None = None,
+                 backend: str | None = None) -> None:
+        self.params = params
+        self.preprocessing = preprocessing or Preprocessing()
+        sizes = params.sizes
+        name = resolve_backend(backend, len(sizes) - 2, params.dtype.name, sizes[0])
+        if name == "numba" and sizes[0] % 8:
+            name = "numpy"
+        self.backend = "numpy" if name == "reference" else name
+        if self.backend == "numba":
+            self._kernels = _kernels()
+            p = self.preprocessing
+            a, c = np.float32(p.scale / p.std), np.float32(-p.mean / p.std)
+            self._a = a
+            self._W1p = np.zeros((sizes[0], _padded(sizes[1])), np.float32)
+            self._cb1 = np.zeros(sizes[1], np.float32)
+            self._W1 = np.ascontiguousarray(params.W[0], np.float32)
+            self._kernels.prepare(self._W1, np.ascontiguousarray(params.b[0], np.float32), c,
+                                  self._W1p, self._cb1)
+            self._W2 = np.ascontiguousarray(params.W[1], np.float32)
+            self._b2 = np.ascontiguousarray(params.b[1], np.float32)
+
+    def _words(self, images: np.ndarray) -> np.ndarray | None:
+        """The images as uint64 words (n, n_in / 8), or None when they are not uint8."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            return None
+        return _readonly(np.ascontiguousarray(images.reshape(len(images), -1)).view(np.uint64))
+
+    def logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Output-layer inputs Z2 (n, n_classes) and their argmax (n,)."""
+        words = self._words(images) if self.backend == "numba" else None
+        if words is None:
+            Z = self._reference(images, probabilities=False)
+            return Z, np.argmax(Z, axis=1)
+        n = len(words)
+        Z = np.empty((n, self.params.sizes[-1]), np.float32)
+        labels = np.empty(n, np.int64)
+        self._kernels.logits(words, self._W1p, self._cb1, self._a, self.params.sizes[1],
+                             self._W2, self._b2, Z, labels)
+        return Z, labels
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """The most probable class of each image (n, 28, 28) or (n, 784), shape (n,)."""
+        return self.logits(images)[1]
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, n_classes)."""
+        if self.backend == "numba" and np.asarray(images).dtype == np.uint8:
+            return network.softmax(self.logits(images)[0])
+        return self._reference(images, probabilities=True)
+
+    def _reference(self, images: np.ndarray, probabilities: bool,
+                   block: int = 4096) -> np.ndarray:
+        images = np.asarray(images)
+        n = len(images)
+        out = np.empty((n, self.params.sizes[-1]), self.params.dtype)
+        for start in range(0, n, block):
+            X = self.preprocessing.apply(images[start:start + block], self.params.dtype)
+            fwd = network.forward(self.params, X)
+            Z = fwd.probabilities if probabilities else fwd.Z[-1]
+            assert Z is not None
+            out[start:start + len(X)] = Z
+        return out
