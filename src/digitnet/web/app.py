@@ -47,6 +47,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -155,7 +156,10 @@ def create_app(
         except asyncio.TimeoutError:
             raise ApiError(408, f"the body did not arrive within {body_timeout:g} seconds") \
                 from None
-        return _prediction(model, _input28(request.headers.get("content-type"), body))
+        # Decoding a large PNG takes tens of milliseconds: do it off the event loop, so other
+        # requests are answered meanwhile.
+        content_type = request.headers.get("content-type")
+        return await run_in_threadpool(lambda: _prediction(model, _input28(content_type, body)))
 
     return app
 
