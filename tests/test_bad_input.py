@@ -321,9 +321,8 @@ DATA_FILES: dict[str, tuple[dict[str, bytes | str], str, tuple[str, ...]]] = {
     "no images": ({IMG: idx(np.zeros((0, 28, 28))), LAB: idx([])}, IMG, ("holds no images",)),
 }
 # Run as the installed program; the rest in process.
-PROGRAM_CASES = {"wrong magic", "truncated", "dimensions vs size", "label above 9",
-                 "count mismatch", ".gz not gzip", "empty file", "csv 786 columns",
-                 "csv non-numeric cell", "csv pixel 256", "csv label 12", "npz missing keys"}
+PROGRAM_CASES = {"wrong magic", "truncated", "label above 9", "count mismatch", ".gz not gzip",
+                 "empty file", "csv non-numeric cell", "npz missing keys"}
 
 
 @pytest.mark.parametrize("case", DATA_FILES)
@@ -538,8 +537,8 @@ BAD_IMAGES: dict[str, tuple[bytes, tuple[str, ...]]] = {
     "PDF": (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", ("not an image",)),
     "SVG": (b'<svg xmlns="http://www.w3.org/2000/svg"><path d="M1 1"/></svg>', ("not an image",)),
 }
-PROGRAM_IMAGES = {"not an image", "zero bytes", "truncated PNG", "1x1", "20000x20000 bomb",
-                  "animated GIF", "all white", "all black"}
+PROGRAM_IMAGES = {"not an image", "zero bytes", "truncated PNG", "20000x20000 bomb",
+                  "animated GIF", "all white"}
 
 
 @pytest.mark.parametrize("case", BAD_IMAGES)
@@ -709,8 +708,7 @@ BAD_MODELS: dict[str, tuple[bytes, tuple[str, ...]]] = {
                                      ("datasets train",)),
 }
 PROGRAM_MODELS = {"empty", "truncated", "pickle renamed", "safetensors from something else",
-                  "future format version", "missing digitnet metadata", "wrong shapes",
-                  "non-finite weights", "modified weights", "class names too few"}
+                  "future format version", "wrong shapes", "modified weights"}
 
 
 @pytest.mark.parametrize("case", BAD_MODELS)
@@ -779,7 +777,9 @@ def test_model_metadata_with_markup(cli: Cli) -> None:
 # Options: refused before any data is read
 
 # (flag, value, words): a missing --data-dir is given too, so a case that read data first
-# would name that folder instead.
+# would name that folder instead. Zero is a valid --batch-size (full batch), --val-size (no
+# validation), --seed and --l2; NaN and inf are refused as non-integers by the option parser
+# (NOT_INTEGERS below) for every integer flag.
 BAD_TRAIN_OPTIONS = [
     *[(f"--{flag}", value, (flag.replace("-", "_"), "out of range"))
       for flag in ("hidden", "layers", "epochs", "iterations")
@@ -811,7 +811,8 @@ NOT_INTEGERS = [(f"--{flag}", value) for flag in ("hidden", "layers", "epochs", 
 def test_bad_train_option(cli: Cli, model: Path, flag: str, value: str,
                           words: tuple[str, ...]) -> None:
     # --out names the existing model: a refused run must leave it as it was (checked by cli).
-    run = cli.program if flag in ("--lr", "--preset") else cli.in_process
+    run = cli.program if (flag, value) in (("--lr", "nan"), ("--preset", "fast")) \
+        else cli.in_process
     line = refused(run("train", f"{flag}={value}", "--data-dir", "missing",
                        "--out", str(model)), *words)
     assert "missing" not in line
@@ -819,7 +820,7 @@ def test_bad_train_option(cli: Cli, model: Path, flag: str, value: str,
 
 @pytest.mark.parametrize(("flag", "value"), NOT_INTEGERS, ids=[f"{f}={v}" for f, v in NOT_INTEGERS])
 def test_train_option_of_the_wrong_type(cli: Cli, flag: str, value: str) -> None:
-    run = cli.program if value == "nan" else cli.in_process
+    run = cli.program if (flag, value) == ("--hidden", "nan") else cli.in_process
     refused(run("train", f"{flag}={value}", "--data-dir", "missing"),
             f"'{flag}'", f"got '{value}'", "digitnet train --help", code=2)
 
