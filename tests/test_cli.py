@@ -327,7 +327,10 @@ def test_default_preset_reaches_94_percent(default_run):
 @pytest.mark.mnist
 def test_seed_preset_lands_where_the_notebook_did(seed_run):
     report, out = seed_run
-    assert 0.83 <= report["test_accuracy"] <= 0.86, report["test_accuracy"]
+    # The notebook trained on 41,000 images and gave every hidden unit the same bias step
+    # (np.sum over the whole dZ1); with MNIST's 59,000 and per-unit bias gradients the same
+    # recipe lands at 84.9-86.6 % over seeds 0-4 (86.1 % for seed 0), a point above its 83-85 %.
+    assert 0.83 <= report["test_accuracy"] <= 0.87, report["test_accuracy"]
     assert report["iterations"] == 500
     assert modelfile.load(out).meta["config"]["init"] == "uniform"
 
