@@ -587,6 +587,102 @@ def export(
                   f"'label' (ONNX opset {onnx_export.OPSET})", highlight=False)
 
 
+@app.command()
+def bench(
+    data_dir: DataDir = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer repeats and iterations "
+                                        "(well under a minute).")] = False,
+    threads: Annotated[int, typer.Option(help="Threads for every implementation "
+                                         "(BLAS, PyTorch).")] = 1,
+    as_json: Json = False,
+) -> None:
+    """Time digitnet against scikit-learn, PyTorch and the original notebook, in one process."""
+    from digitnet import bench as benchmark
+
+    if threads < 1:
+        fail(f"--threads {threads} is out of range; it must be at least 1")
+    settings = (benchmark.BenchSettings.quick_settings(threads) if quick
+                else benchmark.BenchSettings(threads=threads))
+    with err_console.status("benchmarking") as status:
+        result = benchmark.run(data_dir, settings, progress=lambda m: status.update(m))
+    if as_json:
+        print_json(result)
+        return
+    _bench_tables(result)
+
+
+def _bench_tables(result: dict[str, Any]) -> None:
+    """The benchmark's figures as Rich tables."""
+    peers = {"digitnet": "digitnet", "digitnet_numpy": "digitnet (numpy)",
+             "digitnet_reference": "digitnet (reference)", "sklearn": "scikit-learn",
+             "torch": "PyTorch", "naive": "naive notebook"}
+    m = result["machine"]
+    console.print(f"[bold]{m['cpu']}[/], {m['cores']} cores, {m['threads']} thread(s); numpy "
+                  f"{m['numpy']} ({m.get('blas', '?')}), scikit-learn {m.get('sklearn')}, "
+                  f"torch {m.get('torch')}, numba {m.get('numba', '-')}; digitnet backend "
+                  f"{m['backend']}" + ("  [yellow](--quick)[/]" if result["quick"] else ""))
+    epochs = Table(title="seconds per training epoch (60,000 images)")
+    epochs.add_column("batch", justify="right")
+    names = list(result["epoch_seconds"]["128"])
+    for name in names:
+        epochs.add_column(peers[name], justify="right")
+    for batch, row in result["epoch_seconds"].items():
+        epochs.add_row(batch, *(f"{row[name]:.4f}" for name in names))
+    console.print(epochs)
+    race = result["time_to_accuracy"]
+    table = Table(title=f"seconds from scratch to a test accuracy (cap {race['cap_seconds']:g} s;"
+                  " evaluation not counted)")
+    table.add_column("target", justify="right")
+    for name in ("digitnet", "sklearn", "torch"):
+        table.add_column(peers[name], justify="right")
+    for target in race["digitnet"]:
+        cells = []
+        for name in ("digitnet", "sklearn", "torch"):
+            r = race[name][target]
+            mark = "" if r["reached"] else " (not reached)"
+            cells.append(f"{r['seconds']:.2f} ({r['epochs']} ep){mark}")
+        table.add_row(f"{float(target):.0%}", *cells)
+    console.print(table)
+    seed = result["seed_preset"]
+    table = Table(title=f"the seed preset: {seed['iterations']} full-batch iterations")
+    for column in ("", "seconds", "ms per iteration", "test accuracy"):
+        table.add_column(column, justify="right")
+    for name in ("digitnet", "naive"):
+        if name in seed:
+            r = seed[name]
+            table.add_row(peers[name], f"{r['seconds']:.2f}",
+                          f"{1000 * r['seconds_per_iteration']:.1f}",
+                          f"{r['test_accuracy']:.2%}")
+    console.print(table)
+    inference = result["inference"]
+    table = Table(title=f"inference on the {inference['images']:,} test images")
+    for column in ("", "images per second", "one image (µs)"):
+        table.add_column(column, justify="right")
+    for name, speed in inference["images_per_second"].items():
+        one = inference["single_image_seconds"].get(name)
+        table.add_row(peers[name], f"{speed:,.0f}", "" if one is None else f"{1e6 * one:.1f}")
+    console.print(table)
+    floor = result["floor"]
+    table = Table(title="the machine and memory")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("float32 matmul", f"{floor['matmul_gflops']:.1f} GFLOP/s")
+    table.add_row("array copy", f"{floor['copy_gb_per_s']:.1f} GB/s")
+    table.add_row("epoch floor: FLOPs / stream float32 inputs",
+                  f"{floor['epoch_flop_floor_s']:.4f} s / {floor['epoch_stream_floor_s']:.4f} s")
+    for run in result["memory"]:
+        table.add_row(f"peak RSS, default training ({run['backend']} backend)",
+                      f"{run['peak_rss_mib']:.0f} MiB")
+    console.print(table)
+    ratios = Table(title="digitnet divided by the peer (times: lower is better; images/s: "
+                   "higher is better)")
+    ratios.add_column("ratio")
+    ratios.add_column("value", justify="right")
+    for name, value in result["ratios"].items():
+        ratios.add_row(name, f"{value:.3f}")
+    console.print(ratios)
+
+
 def main() -> None:
     """Entry point: run the app, turning digitnet's errors into one line and exit 1."""
     try:

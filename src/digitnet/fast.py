@@ -49,6 +49,12 @@ __all__ = ["BACKENDS", "numba_available", "resolve_backend", "blas_threads", "St
 
 BACKENDS = ("auto", "numba", "numpy", "reference")
 
+# ``auto`` trains with numba from this many examples (steps times batch size) on. Below it the
+# numba kernels' fixed cost, about half a second to load them and 130 MiB of memory for LLVM,
+# outweighs what they save over the NumPy engine (measured: benchmarks/RESULTS.md). The choice
+# depends on the config and the data alone, so a seed still gives the same weights every time.
+AUTO_NUMBA_EXAMPLES = 2_000_000
+
 LANES = 16  # float32 values in one AVX-512 register: the numba kernels work 16 units at a time
 
 
@@ -66,11 +72,13 @@ def numba_supports(layers: int, dtype: str | np.dtype | type, n_inputs: int,
 
 
 def resolve_backend(name: str | None, layers: int = 1, dtype: str = "float32",
-                    n_inputs: int = 784, pixels: str | np.dtype | type = np.uint8) -> str:
+                    n_inputs: int = 784, pixels: str | np.dtype | type = np.uint8,
+                    examples: int | None = None) -> str:
     """The backend to train with: ``numba``, ``numpy`` or ``reference``.
 
     ``name`` None means the ``DIGITNET_BACKEND`` environment variable, else ``auto``: numba
-    when it is installed and covers the case (see :func:`numba_supports`), otherwise numpy.
+    when it is installed, covers the case (see :func:`numba_supports`) and the run trains on
+    at least :data:`AUTO_NUMBA_EXAMPLES` ``examples`` (None: any run); otherwise numpy.
 
     Raises
     ------
@@ -82,7 +90,8 @@ def resolve_backend(name: str | None, layers: int = 1, dtype: str = "float32",
         raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     fits = numba_supports(layers, dtype, n_inputs, pixels)
     if name == "auto":
-        return "numba" if fits and numba_available() else "numpy"
+        long_enough = examples is None or examples >= AUTO_NUMBA_EXAMPLES
+        return "numba" if fits and long_enough and numba_available() else "numpy"
     if name == "numba" and not numba_available():
         raise ConfigError("backend 'numba' needs numba: pip install numba (or use numpy)")
     if name == "numba" and not fits:
@@ -141,11 +150,11 @@ class _Flat:
         elif kind is Momentum and isinstance(optimizer, Momentum):
             self.kind = 1
             self.s1 = self._state(optimizer.velocity)
-            self.s2 = np.zeros(0, self.dtype)
+            self.s2 = np.zeros_like(self.theta)  # unused, but the kernels index every state
             optimizer.velocity = self.views(self.s1)
         elif kind is GradientDescent:
             self.kind = 0
-            self.s1 = self.s2 = np.zeros(0, self.dtype)
+            self.s1, self.s2 = np.zeros_like(self.theta), np.zeros_like(self.theta)
         else:
             raise NotImplementedError(f"no fast update for {kind.__name__}")
 
@@ -413,11 +422,23 @@ def _copy(grads: Gradients) -> Gradients:
 # -- the numba backend -------------------------------------------------------------------------
 #
 # The functions named _nb_* are plain Python until _kernels() compiles them with numba (on first
-# use, then from numba's on-disk cache). They are written for LLVM: the 16 named accumulators of
-# _nb_dot16 become one AVX-512 register (a loop over a small array would go through memory at
-# every pixel), and the first-layer loops run over an image's non-zero pixels only.
+# use, then from numba's on-disk cache). They are written for LLVM:
+#
+# - the first layer's weights are kept as blocks of 16 units, W1p[block, pixel, 0:16], zero
+#   beyond the last unit, so that one pixel's row is one AVX-512 register of float32;
+# - the 16 named accumulators of _nb_dot16 become that register (a loop over a small array would
+#   go through memory at every pixel), two sets of them so that consecutive multiply-adds do not
+#   wait for each other;
+# - loop counters that index arrays are unsigned, which spares numba's negative-index check;
+# - the first layer runs over an image's non-zero pixels only, and the next images' pixels are
+#   prefetched while this one is computed (the epoch's order jumps around memory).
 
 _FASTMATH = {"reassoc", "contract", "nsz"}  # reorder sums, fuse multiply-adds; keep inf and NaN
+_AHEAD = 2  # images ahead of the current one whose pixels are prefetched
+
+
+def _nb_prefetch(array, index):  # pragma: no cover - replaced by an LLVM prefetch in _kernels()
+    pass
 
 
 def _nb_csr(images):  # pragma: no cover - compiled by numba
@@ -441,126 +462,205 @@ def _nb_csr(images):  # pragma: no cover - compiled by numba
     return indptr, indices, values
 
 
-def _nb_dot16(indices, values, lo, hi, W, jb, out):  # pragma: no cover - compiled by numba
-    """``out[jb:jb+16] = sum over q in [lo, hi) of values[q] * W[indices[q], jb:jb+16]``."""
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
-    a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0)
-    for q in range(lo, hi):
-        p = np.float32(values[q])
-        if p == 0:  # never true (only non-zero pixels are listed); it keeps LLVM from
-            break   # vectorizing over q with gathers, so it vectorizes over the 16 units
-        w = W[indices[q], jb:jb + 16]
-        a0 += p * w[0]
-        a1 += p * w[1]
-        a2 += p * w[2]
-        a3 += p * w[3]
-        a4 += p * w[4]
-        a5 += p * w[5]
-        a6 += p * w[6]
-        a7 += p * w[7]
-        a8 += p * w[8]
-        a9 += p * w[9]
-        a10 += p * w[10]
-        a11 += p * w[11]
-        a12 += p * w[12]
-        a13 += p * w[13]
-        a14 += p * w[14]
-        a15 += p * w[15]
-    o = out[jb:jb + 16]
-    o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = a0, a1, a2, a3, a4, a5, a6, a7
-    o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15] = a8, a9, a10, a11, a12, a13, a14, a15
+def _nb_finite(x):  # pragma: no cover - compiled by numba
+    """Whether x is finite. (numba's math.isfinite tests x - x, which fast-math folds to 0.)"""
+    return not (math.isnan(x) or math.isinf(x))
 
 
-def _nb_axpy16(indices, values, lo, hi, G, jb, d):  # pragma: no cover - compiled by numba
-    """``G[indices[q], jb:jb+16] += values[q] * d[jb:jb+16]`` for q in [lo, hi)."""
-    d = d[jb:jb + 16]
-    d0, d1, d2, d3, d4, d5, d6, d7 = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
-    d8, d9, d10, d11, d12, d13, d14, d15 = d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]
-    for q in range(lo, hi):
-        p = np.float32(values[q])
-        g = G[indices[q], jb:jb + 16]
-        g[0] += p * d0
-        g[1] += p * d1
-        g[2] += p * d2
-        g[3] += p * d3
-        g[4] += p * d4
-        g[5] += p * d5
-        g[6] += p * d6
-        g[7] += p * d7
-        g[8] += p * d8
-        g[9] += p * d9
-        g[10] += p * d10
-        g[11] += p * d11
-        g[12] += p * d12
-        g[13] += p * d13
-        g[14] += p * d14
-        g[15] += p * d15
+def _nb_prefetch_row(indptr, indices, values, r):  # pragma: no cover - compiled by numba
+    """Ask for the cache lines of image r's non-zero pixels ahead of their use."""
+    lo, hi = indptr[r], indptr[r + 1]
+    for q in range(lo, hi, 64):
+        _nb_prefetch(values, q)
+    for q in range(lo, hi, 32):
+        _nb_prefetch(indices, q)
 
 
-def _nb_words_dot16(words, W, jb, out):  # pragma: no cover - compiled by numba
-    """``out[jb:jb+16] = x @ W[:, jb:jb+16]`` for one uint8 image read 8 pixels per word.
+def _nb_dot16(indices, values, lo, hi, W, out):  # pragma: no cover - compiled by numba
+    """``out[0:16] = sum of values[q] * W[indices[q], 0:16]`` over q in [lo, hi).
 
-    A word's pixels are taken until the rest are zero, so all-zero words (most of an MNIST
-    image's border) cost one test.
+    Accumulators a take the even pixels and b the odd ones: two independent chains of
+    multiply-adds instead of one that waits for each result.
     """
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
     a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0)
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = np.float32(0)
+    b8 = b9 = b10 = b11 = b12 = b13 = b14 = b15 = np.float32(0)
+    q, end, one = np.uint64(lo), np.uint64(hi), np.uint64(1)
+    while q + one < end:
+        p, k = np.float32(values[q]), indices[q]
+        a0 += p * W[k, 0]
+        a1 += p * W[k, 1]
+        a2 += p * W[k, 2]
+        a3 += p * W[k, 3]
+        a4 += p * W[k, 4]
+        a5 += p * W[k, 5]
+        a6 += p * W[k, 6]
+        a7 += p * W[k, 7]
+        a8 += p * W[k, 8]
+        a9 += p * W[k, 9]
+        a10 += p * W[k, 10]
+        a11 += p * W[k, 11]
+        a12 += p * W[k, 12]
+        a13 += p * W[k, 13]
+        a14 += p * W[k, 14]
+        a15 += p * W[k, 15]
+        p, k = np.float32(values[q + one]), indices[q + one]
+        b0 += p * W[k, 0]
+        b1 += p * W[k, 1]
+        b2 += p * W[k, 2]
+        b3 += p * W[k, 3]
+        b4 += p * W[k, 4]
+        b5 += p * W[k, 5]
+        b6 += p * W[k, 6]
+        b7 += p * W[k, 7]
+        b8 += p * W[k, 8]
+        b9 += p * W[k, 9]
+        b10 += p * W[k, 10]
+        b11 += p * W[k, 11]
+        b12 += p * W[k, 12]
+        b13 += p * W[k, 13]
+        b14 += p * W[k, 14]
+        b15 += p * W[k, 15]
+        q += one + one
+    if q < end:
+        p, k = np.float32(values[q]), indices[q]
+        a0 += p * W[k, 0]
+        a1 += p * W[k, 1]
+        a2 += p * W[k, 2]
+        a3 += p * W[k, 3]
+        a4 += p * W[k, 4]
+        a5 += p * W[k, 5]
+        a6 += p * W[k, 6]
+        a7 += p * W[k, 7]
+        a8 += p * W[k, 8]
+        a9 += p * W[k, 9]
+        a10 += p * W[k, 10]
+        a11 += p * W[k, 11]
+        a12 += p * W[k, 12]
+        a13 += p * W[k, 13]
+        a14 += p * W[k, 14]
+        a15 += p * W[k, 15]
+    out[0], out[1], out[2], out[3] = a0 + b0, a1 + b1, a2 + b2, a3 + b3
+    out[4], out[5], out[6], out[7] = a4 + b4, a5 + b5, a6 + b6, a7 + b7
+    out[8], out[9], out[10], out[11] = a8 + b8, a9 + b9, a10 + b10, a11 + b11
+    out[12], out[13], out[14], out[15] = a12 + b12, a13 + b13, a14 + b14, a15 + b15
+
+
+def _nb_axpy16(indices, values, lo, hi, G, d):  # pragma: no cover - compiled by numba
+    """``G[indices[q], 0:16] += values[q] * d[0:16]`` for q in [lo, hi): the rows differ."""
+    d0, d1, d2, d3, d4, d5, d6, d7 = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
+    d8, d9, d10, d11, d12, d13, d14, d15 = d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]
+    q, end, one = np.uint64(lo), np.uint64(hi), np.uint64(1)
+    while q < end:
+        p, k = np.float32(values[q]), indices[q]
+        G[k, 0] += p * d0
+        G[k, 1] += p * d1
+        G[k, 2] += p * d2
+        G[k, 3] += p * d3
+        G[k, 4] += p * d4
+        G[k, 5] += p * d5
+        G[k, 6] += p * d6
+        G[k, 7] += p * d7
+        G[k, 8] += p * d8
+        G[k, 9] += p * d9
+        G[k, 10] += p * d10
+        G[k, 11] += p * d11
+        G[k, 12] += p * d12
+        G[k, 13] += p * d13
+        G[k, 14] += p * d14
+        G[k, 15] += p * d15
+        q += one
+
+
+def _nb_words_dot16(words, W, out):  # pragma: no cover - compiled by numba
+    """``out[0:16] = x @ W`` for one uint8 image x read as uint64 words of 8 pixels.
+
+    A word's pixels are taken two at a time (into the a and b chains) until the rest are zero,
+    so an all-zero word (most of an MNIST image's border) costs one test. The loop's length
+    depends on the data, which keeps LLVM from vectorizing across pixels with gathers.
+    """
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
+    a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0)
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = np.float32(0)
+    b8 = b9 = b10 = b11 = b12 = b13 = b14 = b15 = np.float32(0)
+    byte, eight, sixteen = np.uint64(255), np.uint64(8), np.uint64(16)
     for i in range(words.shape[0]):
         word = words[i]
-        k = 8 * i
-        while word != 0:  # a data-dependent loop: LLVM vectorizes its body, not across bytes
-            p = np.float32(word & np.uint64(255))
-            word >>= np.uint64(8)
-            w = W[k, jb:jb + 16]
-            k += 1
-            a0 += p * w[0]
-            a1 += p * w[1]
-            a2 += p * w[2]
-            a3 += p * w[3]
-            a4 += p * w[4]
-            a5 += p * w[5]
-            a6 += p * w[6]
-            a7 += p * w[7]
-            a8 += p * w[8]
-            a9 += p * w[9]
-            a10 += p * w[10]
-            a11 += p * w[11]
-            a12 += p * w[12]
-            a13 += p * w[13]
-            a14 += p * w[14]
-            a15 += p * w[15]
-    o = out[jb:jb + 16]
-    o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7] = a0, a1, a2, a3, a4, a5, a6, a7
-    o[8], o[9], o[10], o[11], o[12], o[13], o[14], o[15] = a8, a9, a10, a11, a12, a13, a14, a15
+        k = np.uint64(8 * i)
+        while word != 0:
+            p = np.float32(word & byte)
+            a0 += p * W[k, 0]
+            a1 += p * W[k, 1]
+            a2 += p * W[k, 2]
+            a3 += p * W[k, 3]
+            a4 += p * W[k, 4]
+            a5 += p * W[k, 5]
+            a6 += p * W[k, 6]
+            a7 += p * W[k, 7]
+            a8 += p * W[k, 8]
+            a9 += p * W[k, 9]
+            a10 += p * W[k, 10]
+            a11 += p * W[k, 11]
+            a12 += p * W[k, 12]
+            a13 += p * W[k, 13]
+            a14 += p * W[k, 14]
+            a15 += p * W[k, 15]
+            p = np.float32((word >> eight) & byte)
+            k += np.uint64(1)
+            b0 += p * W[k, 0]
+            b1 += p * W[k, 1]
+            b2 += p * W[k, 2]
+            b3 += p * W[k, 3]
+            b4 += p * W[k, 4]
+            b5 += p * W[k, 5]
+            b6 += p * W[k, 6]
+            b7 += p * W[k, 7]
+            b8 += p * W[k, 8]
+            b9 += p * W[k, 9]
+            b10 += p * W[k, 10]
+            b11 += p * W[k, 11]
+            b12 += p * W[k, 12]
+            b13 += p * W[k, 13]
+            b14 += p * W[k, 14]
+            b15 += p * W[k, 15]
+            k += np.uint64(1)
+            word >>= sixteen
+    out[0], out[1], out[2], out[3] = a0 + b0, a1 + b1, a2 + b2, a3 + b3
+    out[4], out[5], out[6], out[7] = a4 + b4, a5 + b5, a6 + b6, a7 + b7
+    out[8], out[9], out[10], out[11] = a8 + b8, a9 + b9, a10 + b10, a11 + b11
+    out[12], out[13], out[14], out[15] = a12 + b12, a13 + b13, a14 + b14, a15 + b15
 
 
 def _nb_prepare(W1, b1, c, W1p, cb1):  # pragma: no cover - compiled by numba
-    """Copy W1 into the zero-padded W1p; ``cb1 = b1 + c * (column sums of W1)``."""
+    """Copy W1 into the 16-unit blocks W1p; ``cb1 = b1 + c * (column sums of W1)``."""
     n_in, H = W1.shape
     cb1[:] = 0
     for k in range(n_in):
         for j in range(H):
             w = W1[k, j]
-            W1p[k, j] = w
+            W1p[j >> 4, k, j & 15] = w
             cb1[j] += w
     for j in range(H):
         cb1[j] = b1[j] + c * cb1[j]
 
 
 def _nb_head(z1, a, cb1, H, W2, b2, h1, p2):  # pragma: no cover - compiled by numba
-    """From the first layer's raw sums: Z1 (in z1), A1 = relu (h1), softmax(A1 @ W2 + b2) (p2)."""
+    """From the first layer's pixel sums in z1: Z1 (into z1), A1 = relu(Z1) (h1) and
+    A2 = softmax(A1 @ W2 + b2) (p2). Returns the predicted class."""
     C = p2.shape[0]
+    p2[:] = b2
     for j in range(H):
         z = a * z1[j] + cb1[j]
         z1[j] = z
-        h1[j] = max(z, np.float32(0))
-    top = np.float32(-np.inf)
+        h = max(z, np.float32(0))
+        h1[j] = h
+        if h > 0:
+            for o in range(C):
+                p2[o] += h * W2[j, o]
+    top = p2[0]
     for o in range(C):
-        z = b2[o]
-        for j in range(H):
-            z += h1[j] * W2[j, o]
-        p2[o] = z
-        top = max(top, z)
+        top = max(top, p2[o])
     total = np.float32(0)
     for o in range(C):
         e = np.float32(math.exp(p2[o] - top))
@@ -574,47 +674,97 @@ def _nb_head(z1, a, cb1, H, W2, b2, h1, p2):  # pragma: no cover - compiled by n
     return best
 
 
-def _nb_update(kind, theta, grad, s1, s2, hyper, lr, t):  # pragma: no cover - compiled by numba
-    """One optimizer step in place (0 gd, 1 momentum, 2 Adam); returns the sum of the new
-    parameters in float64, which is finite exactly when they all are."""
-    total = 0.0
-    n = theta.shape[0]
-    if kind == 0:
-        rate = np.float32(lr)
-        for i in range(n):
-            p = theta[i] - rate * grad[i]
-            theta[i] = p
-            total += p
-    elif kind == 1:
-        rate, mu = np.float32(lr), np.float32(hyper[3])
-        for i in range(n):
-            v = mu * s1[i] + grad[i]
-            s1[i] = v
-            p = theta[i] - rate * v
-            theta[i] = p
-            total += p
-    else:
+def _nb_rates(kind, hyper, lr, t):  # pragma: no cover - compiled by numba
+    """The step's constants for :func:`_nb_step`, as float32: the rate and mu (gd, momentum);
+    b1, 1 - b1, b2, 1 - b2 and Adam's bias corrections folded into its step size and epsilon
+    (as optim.Adam does)."""
+    r = np.zeros(8, np.float32)
+    r[0], r[1] = lr, hyper[3]
+    if kind == 2:
         beta1, beta2, eps = hyper[0], hyper[1], hyper[2]
-        step = np.float32(lr * math.sqrt(1 - beta2**t) / (1 - beta1**t))
-        eps_hat = np.float32(eps * math.sqrt(1 - beta2**t))
-        b1, c1 = np.float32(beta1), np.float32(1 - beta1)
-        b2, c2 = np.float32(beta2), np.float32(1 - beta2)
+        r[2], r[3], r[4], r[5] = beta1, 1 - beta1, beta2, 1 - beta2
+        r[6] = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+        r[7] = eps * math.sqrt(1 - beta2**t)
+    return r
+
+
+def _nb_step(kind, P, G, M, V, r):  # pragma: no cover - compiled by numba
+    """One optimizer step on the 1-D arrays P (parameters), G (gradients), M and V (state):
+    0 gradient descent, 1 momentum, 2 Adam, one branch-free loop each. Returns the sum of the
+    new parameters in float64, which is finite exactly when they all are."""
+    # The constants are read into locals first: LLVM cannot tell that the stores into P, M
+    # and V leave r alone, and would reload r inside the loop instead of vectorizing it.
+    rate, mu, b1, c1, b2, c2, step, eps = r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]
+    total = 0.0
+    n = np.uint64(P.shape[0])
+    if kind == 0:                            # W <- W - rate dW
         for i in range(n):
-            g = grad[i]
-            m = b1 * s1[i] + c1 * g
-            v = b2 * s2[i] + c2 * g * g
-            s1[i] = m
-            s2[i] = v
-            p = theta[i] - step * m / (np.float32(math.sqrt(v)) + eps_hat)
-            theta[i] = p
+            p = P[i] - rate * G[i]
+            P[i] = p
+            total += p
+    elif kind == 1:                          # v <- mu v + dW; W <- W - rate v
+        for i in range(n):
+            m = mu * M[i] + G[i]
+            M[i] = m
+            p = P[i] - rate * m
+            P[i] = p
+            total += p
+    else:                                    # Adam
+        for i in range(n):
+            g = G[i]
+            m = b1 * M[i] + c1 * g
+            v = b2 * V[i] + c2 * g * g
+            M[i] = m
+            V[i] = v
+            p = P[i] - step * m / (np.float32(math.sqrt(v)) + eps)
+            P[i] = p
             total += p
     return total
+
+
+def _nb_blocks(A, B, to_blocks):  # pragma: no cover - compiled by numba
+    """Copy (n_in, H) A into the 16-unit blocks B (n_blocks, n_in, 16), or back."""
+    n_in, H = A.shape
+    for k in range(n_in):
+        for j in range(H):
+            if to_blocks:
+                B[j >> 4, k, j & 15] = A[k, j]
+            else:
+                A[k, j] = B[j >> 4, k, j & 15]
+
+
+def _nb_first_gradient(G, W, a, c, db, l2):  # pragma: no cover - compiled by numba
+    """Turn the pixel sums G = P.T dZ1 into W1's gradient a G + c sum(dZ1) + l2 W1, in place,
+    all in blocks (db is sum(dZ1) padded with zeros). Returns sum(W1 ** 2) in float64."""
+    rate = np.float32(l2)
+    for blk in range(G.shape[0]):
+        shift = db[16 * blk:16 * blk + 16] * c
+        for k in range(G.shape[1]):
+            g, w = G[blk, k], W[blk, k]
+            for lane in range(16):
+                g[lane] = a * g[lane] + shift[lane] + rate * w[lane]
+    squares = 0.0
+    flat = W.reshape(-1)
+    for i in range(np.uint64(flat.shape[0])):
+        squares += np.float64(flat[i]) * flat[i]
+    return squares
+
+
+def _nb_column_sums(W, sums):  # pragma: no cover - compiled by numba
+    """``sums[j] = sum over pixels of W1[:, j]``, from the blocks."""
+    for blk in range(W.shape[0]):
+        s = np.zeros(16, np.float32)
+        for k in range(W.shape[1]):
+            w = W[blk, k]
+            for lane in range(16):
+                s[lane] += w[lane]
+        sums[16 * blk:16 * blk + 16] = s
 
 
 def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims, theta, grad,
               kind, s1, s2, hyper, t0, l2, smoothing, W1p, G1p, update, watch,
               out):  # pragma: no cover - compiled by numba
-    """Run ``len(lrs)`` steps of the 784-H-C network; see :meth:`NumbaEngine.run`.
+    """Run ``len(lrs)`` steps of the n_in-H-C network; see :meth:`NumbaEngine.run`.
 
     ``watch`` is the loss watch's state (smoothed data loss or NaN before the first step,
     limit, floor, rise, examples), updated as the trainer's ``_LossWatch.rose`` does. ``out``
@@ -622,7 +772,7 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
     taken, 1 if the last step diverged, and that step's loss.
     """
     n_in, H, C = dims[0], dims[1], dims[2]
-    HP = W1p.shape[1]
+    blocks = W1p.shape[0]
     a, c = np.float32(pre[0]), np.float32(pre[1])
     nw1 = n_in * H
     nw = nw1 + H * C
@@ -633,12 +783,24 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
     gW2 = grad[nw1:nw].reshape((H, C))
     gb1, gb2 = grad[nw:nw + H], grad[nw + H:nw + H + C]
     cb1 = np.zeros(H, np.float32)
-    z1 = np.zeros(HP, np.float32)
-    dz1 = np.zeros(HP, np.float32)  # lanes H..HP-1 stay 0, so padding adds nothing to G1p
+    z1 = np.zeros(16 * blocks, np.float32)
+    dz1 = np.zeros(16 * blocks, np.float32)  # beyond H it stays 0: padding adds nothing to G1p
     h1 = np.zeros(H, np.float32)
     p2 = np.zeros(C, np.float32)
     off = np.float32(smoothing / C)          # the target Y: (1 - eps) one-hot + eps / C
     on = np.float32(1 - smoothing) + off
+    # For the run, W1 and its optimizer state live in blocks of 16 units (padding zero, which
+    # every optimizer keeps at zero); they are copied back at the end.
+    M1p, V1p = np.zeros_like(W1p), np.zeros_like(W1p)
+    _nb_blocks(W1, W1p, True)
+    _nb_blocks(s1[:nw1].reshape((n_in, H)), M1p, True)
+    _nb_blocks(s2[:nw1].reshape((n_in, H)), V1p, True)
+    sums = np.zeros(16 * blocks, np.float32)
+    db1 = np.zeros(16 * blocks, np.float32)
+    _nb_column_sums(W1p, sums)
+    for j in range(H):
+        cb1[j] = b1[j] + c * sums[j]
+    G1p[:] = 0
     n = order.shape[0]
     loss_sum, correct, seen, steps = 0.0, 0, 0, 0
     diverged, last_loss = 0.0, np.nan
@@ -647,16 +809,16 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
         stop = min(start + batch_size, n)
         m = stop - start
         inv_m = np.float32(1.0 / m)
-        _nb_prepare(W1, b1, c, W1p, cb1)
-        G1p[:, :] = 0
         grad[nw1:] = 0
         batch_loss = 0.0
         for i in range(start, stop):
+            if i + _AHEAD < n:
+                _nb_prefetch_row(indptr, indices, values, order[i + _AHEAD])
             r = order[i]
             y = labels[r]
             lo, hi = indptr[r], indptr[r + 1]
-            for jb in range(0, HP, 16):
-                _nb_dot16(indices, values, lo, hi, W1p, jb, z1)
+            for blk in range(blocks):
+                _nb_dot16(indices, values, lo, hi, W1p[blk], z1[16 * blk:16 * blk + 16])
             if _nb_head(z1, a, cb1, H, W2, b2, h1, p2) == y:
                 correct += 1
             if smoothing == 0:
@@ -669,32 +831,38 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
                 gb2[o] += p2[o]
             for j in range(H):   # dW2 += A1.T dZ2; dZ1 = dZ2 W2.T * relu'(Z1)
                 d = np.float32(0)
-                for o in range(C):
-                    gW2[j, o] += h1[j] * p2[o]
-                    d += p2[o] * W2[j, o]
-                dz1[j] = d if z1[j] > 0 else np.float32(0)
-                gb1[j] += dz1[j]
-            for jb in range(0, HP, 16):
-                _nb_axpy16(indices, values, lo, hi, G1p, jb, dz1)
-        for k in range(n_in):    # X.T dZ1 = a P.T dZ1 + c sum(dZ1), with x = a p + c
-            for j in range(H):
-                gW1[k, j] = a * G1p[k, j] + c * gb1[j]
-        penalty = 0.0
-        if l2 != 0:
-            rate = np.float32(l2)
-            for i in range(nw):
-                w = theta[i]
-                grad[i] += rate * w
-                penalty += np.float64(w) * w
-            penalty *= 0.5 * l2
-        loss = batch_loss / m + penalty
+                h = h1[j]
+                if h > 0:
+                    for o in range(C):
+                        gW2[j, o] += h * p2[o]
+                        d += p2[o] * W2[j, o]
+                    gb1[j] += d
+                dz1[j] = d
+            for blk in range(blocks):
+                _nb_axpy16(indices, values, lo, hi, G1p[blk], dz1[16 * blk:16 * blk + 16])
+        # The step. W1's gradient: X.T dZ1 = a P.T dZ1 + c sum(dZ1), with x = a p + c.
+        db1[:H] = gb1
+        squares = _nb_first_gradient(G1p, W1p, a, c, db1, l2)
+        for i in range(nw1, nw):  # L2 on W2 (biases are not penalised)
+            w = theta[i]
+            grad[i] += np.float32(l2) * w
+            squares += np.float64(w) * w
+        loss = batch_loss / m + 0.5 * l2 * squares
         loss_sum += loss * m
         seen += m
         steps += 1
-        if not update:
+        if not update:  # the gradients only (for tests)
+            _nb_blocks(gW1, G1p, False)
             break
-        total = _nb_update(kind, theta, grad, s1, s2, hyper, lrs[s], t0 + steps)
-        if not (math.isfinite(loss) and math.isfinite(total)):
+        r = _nb_rates(kind, hyper, lrs[s], t0 + steps)
+        total = _nb_step(kind, W1p.reshape(-1), G1p.reshape(-1), M1p.reshape(-1),
+                         V1p.reshape(-1), r)
+        total += _nb_step(kind, theta[nw1:], grad[nw1:], s1[nw1:], s2[nw1:], r)
+        G1p[:] = 0
+        _nb_column_sums(W1p, sums)
+        for j in range(H):
+            cb1[j] = b1[j] + c * sums[j]
+        if not (_nb_finite(loss) and _nb_finite(total)):
             diverged, last_loss = 1.0, loss
             break
         data_loss = batch_loss / m
@@ -705,21 +873,23 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
         if watch[0] > watch[1]:
             diverged, last_loss = 1.0, loss
             break
-    out[0], out[1], out[2], out[3], out[4], out[5] = (loss_sum, correct, seen, steps, diverged,
-                                                      last_loss)
+    _nb_blocks(W1, W1p, False)
+    _nb_blocks(s1[:nw1].reshape((n_in, H)), M1p, False)
+    _nb_blocks(s2[:nw1].reshape((n_in, H)), V1p, False)
+    out[0], out[1], out[2], out[3] = loss_sum, correct, seen, steps
+    out[4], out[5] = diverged, last_loss
 
 
 def _nb_logits(words, W1p, cb1, a, H, W2, b2, logits, labels):  # pragma: no cover - numba
     """Logits (n, C) and their argmax for uint8 images given as uint64 words (n, n_in / 8)."""
-    HP = W1p.shape[1]
+    blocks = W1p.shape[0]
     C = W2.shape[1]
-    z1 = np.zeros(HP, np.float32)
+    z1 = np.zeros(16 * blocks, np.float32)
     for i in range(words.shape[0]):
-        for jb in range(0, HP, 16):
-            _nb_words_dot16(words[i], W1p, jb, z1)
+        for blk in range(blocks):
+            _nb_words_dot16(words[i], W1p[blk], z1[16 * blk:16 * blk + 16])
         row = logits[i]
-        for o in range(C):
-            row[o] = b2[o]
+        row[:] = b2
         for j in range(H):
             h = a * z1[j] + cb1[j]
             if h > 0:
@@ -732,8 +902,9 @@ def _nb_logits(words, W1p, cb1, a, H, W2, b2, logits, labels):  # pragma: no cov
         labels[i] = best
 
 
-_HELPERS = ("_nb_dot16", "_nb_axpy16", "_nb_words_dot16", "_nb_prepare", "_nb_head",
-            "_nb_update")
+_HELPERS = ("_nb_finite", "_nb_prefetch_row", "_nb_dot16", "_nb_axpy16", "_nb_words_dot16",
+            "_nb_prepare", "_nb_head", "_nb_rates", "_nb_step", "_nb_blocks",
+            "_nb_first_gradient", "_nb_column_sums")
 
 
 @contextlib.contextmanager
@@ -748,39 +919,72 @@ def _slp_vectorize(numba: Any) -> Iterator[None]:
         numba.config.SLP_VECTORIZE = before
 
 
+def _prefetch_intrinsic(numba: Any) -> Any:
+    """``_nb_prefetch(array, index)``: LLVM's prefetch of the element's cache line (for reading,
+    kept in every cache level)."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    @numba.extending.intrinsic
+    def prefetch(typingctx: Any, array: Any, index: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            arrayty = signature.args[0]
+            ary = context.make_array(arrayty)(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, arrayty, ary, [args[1]],
+                                           wraparound=False)
+            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch.p0")
+            builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return numba.types.void(array, index), codegen
+
+    return prefetch
+
+
 @functools.cache
 def _kernels() -> SimpleNamespace:
     """The numba kernels, compiled on first use (then loaded from numba's cache)."""
     import numba
+    import numba.extending
     from numba import types as T
 
-    jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=_FASTMATH)
+    # error_model="numpy": x / 0 is inf as in NumPy, not a ZeroDivisionError, which would put
+    # a test and a branch into every division and stop LLVM from vectorizing the loop.
+    jit = functools.partial(numba.njit, cache=True, nogil=True, fastmath=_FASTMATH,
+                            error_model="numpy")
     module = sys.modules[__name__]
     # Images arrive read-only (straight from the data files) or not: typed read-only always,
     # via _readonly, so each kernel is compiled once.
     u8m = T.Array(T.uint8, 2, "C", readonly=True)
     u64m = T.Array(T.uint64, 2, "C", readonly=True)
-    f32v, f32m, f64v, i64v = T.float32[::1], T.float32[:, ::1], T.float64[::1], T.int64[::1]
+    f32v, f32m, f32b = T.float32[::1], T.float32[:, ::1], T.float32[:, :, ::1]
+    f64v, i64v = T.float64[::1], T.int64[::1]
     with _slp_vectorize(numba):
-        for name in _HELPERS:  # callees first: numba resolves them as compiled globals
-            if not isinstance(getattr(module, name), numba.core.dispatcher.Dispatcher):
-                setattr(module, name, jit(getattr(module, name)))
+        # Callees first: numba resolves them as compiled globals of this module. (This runs
+        # once per process: _kernels is cached.)
+        setattr(module, "_nb_prefetch", _prefetch_intrinsic(numba))  # noqa: B010
+        for name in _HELPERS:
+            setattr(module, name, jit(getattr(module, name)))
         prepare = module._nb_prepare
-        prepare.compile(T.void(f32m, f32v, T.float32, f32m, f32v))
+        prepare.compile(T.void(f32m, f32v, T.float32, f32b, f32v))
         return SimpleNamespace(
             csr=jit(T.Tuple((i64v, T.uint16[::1], T.uint8[::1]))(u8m))(_nb_csr),
             prepare=prepare,
             train=jit(T.void(i64v, T.uint16[::1], T.uint8[::1], i64v, i64v, T.int64, f64v,
                              f64v, i64v, f32v, f32v, T.int64, f32v, f32v, f64v, T.int64,
-                             T.float64, T.float64, f32m, f32m, T.boolean, f64v,
+                             T.float64, T.float64, f32b, f32b, T.boolean, f64v,
                              f64v))(_nb_train),
-            logits=jit(T.void(u64m, f32m, f32v, T.float32, T.int64, f32m, f32v, f32m,
+            logits=jit(T.void(u64m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m,
                               i64v))(_nb_logits),
         )
 
 
-def _padded(n: int) -> int:
-    return -(-n // LANES) * LANES
+def _blocks(n_in: int, units: int) -> np.ndarray:
+    """Zeroed first-layer weights in blocks of 16 units: (ceil(units / 16), n_in, 16)."""
+    return np.zeros((-(-units // LANES), n_in, LANES), np.float32)
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -790,7 +994,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 class NumbaEngine(Engine):
-    """Training steps as one compiled call per run; the 784-H-C network in float32."""
+    """Training steps as one compiled call per run; the n_in-H-C network in float32."""
 
     name = "numba"
 
@@ -802,9 +1006,8 @@ class NumbaEngine(Engine):
                               "pixels")
         self.kernels = _kernels()
         self.indptr, self.indices, self.values = self.kernels.csr(_readonly(self.images))
-        n_in, H = sizes[0], sizes[1]
         self.dims = np.array(sizes, np.int64)
-        self.W1p = np.zeros((n_in, _padded(H)), np.float32)
+        self.W1p = _blocks(sizes[0], sizes[1])
         self.G1p = np.zeros_like(self.W1p)
         p = self.preprocessing
         self.pre = np.array([p.scale / p.std, -p.mean / p.std])
@@ -885,7 +1088,7 @@ class Predictor:
             p = self.preprocessing
             a, c = np.float32(p.scale / p.std), np.float32(-p.mean / p.std)
             self._a = a
-            self._W1p = np.zeros((sizes[0], _padded(sizes[1])), np.float32)
+            self._W1p = _blocks(sizes[0], sizes[1])
             self._cb1 = np.zeros(sizes[1], np.float32)
             self._W1 = np.ascontiguousarray(params.W[0], np.float32)
             self._kernels.prepare(self._W1, np.ascontiguousarray(params.b[0], np.float32), c,
@@ -924,7 +1127,7 @@ class Predictor:
         return self._reference(images, probabilities=True)
 
     def _reference(self, images: np.ndarray, probabilities: bool,
-                   block: int = 4096) -> np.ndarray:
+                   block: int = 1024) -> np.ndarray:
         images = np.asarray(images)
         n = len(images)
         out = np.empty((n, self.params.sizes[-1]), self.params.dtype)

@@ -206,6 +206,11 @@ class _LossWatch:
         return self.smoothed > self.limit
 
 
+# Images evaluated at a time: their float copies stay small (4 MiB), which keeps the peak memory
+# of a training run near that of its data.
+_BLOCK = 1024
+
+
 class Trainer:
     """Trains a network on uint8 images (n, 28, 28) or (n, 784) with labels (n,).
 
@@ -270,7 +275,8 @@ class Trainer:
         self._val: tuple[np.ndarray, np.ndarray] | None = None
         self._loss_watch = _LossWatch(n_classes)
         self.backend = fast.resolve_backend(backend, config.layers, config.dtype,
-                                            self.images.shape[1], self.images.dtype)
+                                            self.images.shape[1], self.images.dtype,
+                                            self.total_steps * self.batch_size)
         self._engine: fast.Engine | None = None
 
     # -- data ---------------------------------------------------------------------------------
@@ -385,8 +391,8 @@ class Trainer:
             return float("nan")
         params = params or self.params
         correct = 0
-        for start in range(0, len(idx), 10_000):
-            part = idx[start:start + 10_000]
+        for start in range(0, len(idx), _BLOCK):
+            part = idx[start:start + _BLOCK]
             images = self.images[part]
             if self.backend == "reference":
                 images = self.preprocessing.apply(images, self.dtype)
@@ -464,8 +470,9 @@ def train_on_dataset(
     test_images, test_labels, test_files = datasets.load_split(config.dataset, "test",
                                                                data_dir, download, progressbar)
     model = train(config, images, labels, callback)
-    model.meta["metrics"]["test_accuracy"] = float(np.mean(model.predict(test_images)
-                                                           == test_labels))
+    predicted = np.concatenate([model.predict(test_images[start:start + _BLOCK])
+                                for start in range(0, len(test_images), _BLOCK)])
+    model.meta["metrics"]["test_accuracy"] = float(np.mean(predicted == test_labels))
     model.meta["class_names"] = list(datasets.DATASETS[config.dataset].class_names)
     model.meta["datasets"] = {
         "name": config.dataset,
