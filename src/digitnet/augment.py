@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Augment", "affine", "elastic_fields", "thickness", "apply"]
+__all__ = ["Augment", "affine", "elastic_fields", "thickness", "apply", "recipe"]
 
 SIDE = 28
 _GRID_Y, _GRID_X = np.mgrid[0:SIDE, 0:SIDE].astype(np.float32)
@@ -118,3 +118,10 @@ def apply(images: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndar
         ys, xs = ys + ey, xs + ex
     out = _bilinear(imgs.astype(np.float32), ys, xs)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(shape)
+
+
+def recipe(strength: float) -> Augment:
+    """The deformations tried on the robustness set, scaled by ``strength`` (1.0 as measured)."""
+    return Augment(rotate=10 * strength, scale=0.1 * strength, shear=0.2 * strength,
+                   shift=1.0 * strength, elastic=1.0 * strength,
+                   thickness=min(1.0, 0.2 * strength))

@@ -117,7 +117,7 @@ class Adam(Optimizer):
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         self.m = _unnamed("m", state) or None
         self.v = _unnamed("v", state) or None
-        self.t = int(state["t"]) if "t" in state else 0
+        self.t = int(np.asarray(state["t"]).item()) if "t" in state else 0
 
 
 def make_optimizer(name: str, momentum: float = 0.9) -> Optimizer:

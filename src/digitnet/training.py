@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from digitnet import fast, network
-from digitnet.errors import ConfigError, DivergenceError
+from digitnet import augment, fast, network
+from digitnet.errors import ConfigError, DigitnetError, DivergenceError
 from digitnet.model import Model, Preprocessing
 from digitnet.network import Params
 from digitnet.optim import OPTIMIZERS, SCHEDULES, Schedule, make_optimizer
@@ -48,6 +48,9 @@ class TrainConfig:
     val_size: int = 5000          # training images held out to validate (the seed's dev set)
     select_best: bool = True      # keep the epoch with the best validation accuracy
     standardize: bool = True      # inputs (x/255 - mean)/std of the training set; else x/255
+    augment: float = 0.0          # strength of random deformations of the training images
+                                  # (1.0: ±10° rotation, ±10 % scale, ±0.2 slant, ±1 px shift,
+                                  # 1 px elastic warp, 20 % of strokes thinned or thickened)
     seed: int = 0                 # one seed for every random draw
     dtype: str = "float32"        # "float32" or "float64"
 
@@ -80,10 +83,11 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "batch_size": (0, 1_000_000, True),
     "val_size": (0, 1_000_000, True),
     "seed": (0, 2**63 - 1, True),
+    "augment": (0, 3, True),
 }
-_REALS = ("lr", "momentum", "l2", "label_smoothing")  # the others count things
-_CHOICES = {"init": network.INITS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
-            "dtype": ("float32", "float64")}
+_REALS = ("lr", "momentum", "l2", "label_smoothing", "augment")  # the others count things
+_CHOICES = {"dataset": ("mnist", "fashion-mnist"), "init": network.INITS,
+            "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "dtype": ("float32", "float64")}
 
 
 def _check(config: TrainConfig) -> TrainConfig:
@@ -211,6 +215,15 @@ class _LossWatch:
 _BLOCK = 1024
 
 
+class TrainingInterrupted(DigitnetError):
+    """Training was asked to stop between two epochs; ``trainer`` holds where it got to."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        super().__init__(f"training stopped after epoch {trainer.epoch} of {trainer.epochs} "
+                         f"(step {trainer.step} of {trainer.total_steps})")
+        self.trainer = trainer
+
+
 class Trainer:
     """Trains a network on uint8 images (n, 28, 28) or (n, 784) with labels (n,).
 
@@ -278,6 +291,9 @@ class Trainer:
                                             self.images.shape[1], self.images.dtype,
                                             self.total_steps * self.batch_size)
         self._engine: fast.Engine | None = None
+        self._engine_images: np.ndarray | None = None
+        self._images_now = self.images  # this epoch's images: augmented copies when augmenting
+        self.seconds = 0.0  # training time so far, across resumed runs
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -289,7 +305,7 @@ class Trainer:
         return Y
 
     def _batch(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (self.preprocessing.apply(self.images[idx], self.dtype),
+        return (self.preprocessing.apply(self._images_now[idx], self.dtype),
                 self._targets(self.labels[idx]))
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
@@ -299,7 +315,7 @@ class Trainer:
 
     def _batches(self, epoch: int):
         if self.batch_size >= self.n_train:
-            if self._full_batch is None:
+            if self._full_batch is None or self.config.augment:
                 self._full_batch = self._batch(self.train_idx)
             yield self._full_batch, self.labels[self.train_idx]
             return
@@ -326,19 +342,37 @@ class Trainer:
     def _diverged(self, loss: float, lr: float) -> DivergenceError:
         return DivergenceError(
             f"training diverged at step {self.step} (loss {loss:.4g}, learning rate "
-            f"{lr:.4g}); try a smaller learning rate, e.g. --lr {self.config.lr / 10:g}")
+            f"{lr:.4g}); try a smaller learning rate, e.g. --lr {self._safer_lr():g}")
+
+    def _safer_lr(self) -> float:
+        """A tenth of the rate that diverged, and no more than the preset's own rate."""
+        preset_lr = PRESETS.get(self.config.preset, {}).get("lr", self.config.lr)
+        return min(self.config.lr / 10, preset_lr)
 
     def _fast_engine(self) -> fast.Engine:
         """The fast backend's engine over the current params and optimizer (which may have
         been replaced since the last run, as the estimator does to continue training)."""
         engine = self._engine
         if engine is None or engine.params is not self.params or (
-                engine.flat.optimizer is not self.optimizer):
+                engine.flat.optimizer is not self.optimizer
+                or self._engine_images is not self._images_now):
             engine = self._engine = fast.make_engine(
-                self.backend, self.params, self.optimizer, self.images, self.labels,
+                self.backend, self.params, self.optimizer, self._images_now, self.labels,
                 self.preprocessing, self.batch_size, self.config.l2,
                 self.config.label_smoothing)
+            self._engine_images = self._images_now
         return engine
+
+    def _epoch_images(self, epoch: int) -> np.ndarray:
+        """The images an epoch trains on: the originals, or, when augmenting, a copy whose
+        training images are randomly deformed, drawn from (seed, epoch) alone."""
+        if not self.config.augment:
+            return self.images
+        rng = np.random.default_rng([self.config.seed, epoch, 1])
+        images = self.images.copy()
+        images[self.train_idx] = augment.apply(self.images[self.train_idx],
+                                               augment.recipe(self.config.augment), rng)
+        return images
 
     def _run_fast_epoch(self, epoch: int) -> tuple[float, float]:
         """One epoch in a single call of the fast engine: the same batches, the same schedule."""
@@ -353,6 +387,7 @@ class Trainer:
 
     def _run_epoch(self, epoch: int) -> tuple[float, float]:
         """Train one epoch; returns the mean loss and accuracy over its batches."""
+        self._images_now = self._epoch_images(epoch)
         if self.backend != "reference":
             return self._run_fast_epoch(epoch)
         loss_sum, correct, seen = 0.0, 0, 0
@@ -402,24 +437,32 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def run(self, callback: Callable[[EpochRecord], None] | None = None) -> Model:
+    def run(self, callback: Callable[[EpochRecord], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> Model:
         """Train until ``total_steps``; ``callback`` receives each epoch's record.
 
-        BLAS runs on one thread meanwhile: these matrices are too small for a second to pay.
+        ``should_stop`` is asked after each epoch; when it answers True, training stops with
+        :class:`TrainingInterrupted`, which carries this trainer so it can be checkpointed and
+        resumed. BLAS runs on one thread meanwhile: these matrices are too small for a second
+        to pay.
         """
         with fast.blas_threads(1):
-            return self._run(callback)
+            return self._run(callback, should_stop)
 
-    def _run(self, callback: Callable[[EpochRecord], None] | None) -> Model:
-        start = time.perf_counter()
+    def _run(self, callback: Callable[[EpochRecord], None] | None,
+             should_stop: Callable[[], bool] | None) -> Model:
         while self.step < self.total_steps:
+            if should_stop is not None and should_stop():
+                raise TrainingInterrupted(self)
             t0 = time.perf_counter()
             lr = self.schedule(self.step)
             loss, train_accuracy = self._run_epoch(self.epoch)
             val_loss, val_accuracy = self._validate()
             self.epoch += 1
+            seconds = time.perf_counter() - t0
+            self.seconds += seconds
             record = EpochRecord(self.epoch, self.step, lr, loss, train_accuracy, val_loss,
-                                 val_accuracy, time.perf_counter() - t0)
+                                 val_accuracy, seconds)
             for name, value in asdict(record).items():
                 self.history[name].append(value)
             if self.config.select_best and len(self.val_idx):
@@ -427,7 +470,7 @@ class Trainer:
                     self.best = (val_accuracy, self.epoch, self.params.copy())
             if callback is not None:
                 callback(record)
-        return self._model(time.perf_counter() - start)
+        return self._model(self.seconds)
 
     def _model(self, seconds: float) -> Model:
         params, chosen = self.params, self.epoch
@@ -458,18 +501,41 @@ def train_on_dataset(
     callback: Callable[[EpochRecord], None] | None = None,
     download: bool = True,
     progressbar: Any = None,
+    *,
+    resume: str | Path | None = None,
+    on_start: Callable[[Trainer], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Model:
     """Train on the config's named dataset and report test accuracy (never used to choose).
 
     The model's metadata records the dataset's content hashes and the class names.
-    """
-    from digitnet import datasets
 
+    Parameters
+    ----------
+    resume
+        A checkpoint to continue from (see :mod:`digitnet.checkpoint`); its config replaces
+        ``config``, and the run ends with the weights an unbroken run would have had.
+    on_start
+        Called with the trainer before the first epoch (to checkpoint it as it goes).
+    should_stop
+        Asked after each epoch; True stops training with :class:`TrainingInterrupted`.
+    """
+    from digitnet import checkpoint, datasets
+
+    state = None
+    if resume is not None:
+        state = checkpoint.read(resume)
+        config = checkpoint.config_of(state[0])
     images, labels, train_files = datasets.load_split(config.dataset, "train", data_dir,
                                                       download, progressbar)
     test_images, test_labels, test_files = datasets.load_split(config.dataset, "test",
                                                                data_dir, download, progressbar)
-    model = train(config, images, labels, callback)
+    trainer = Trainer(config, images, labels)
+    if state is not None:
+        checkpoint.restore(trainer, *state)
+    if on_start is not None:
+        on_start(trainer)
+    model = trainer.run(callback, should_stop)
     predicted = np.concatenate([model.predict(test_images[start:start + _BLOCK])
                                 for start in range(0, len(test_images), _BLOCK)])
     model.meta["metrics"]["test_accuracy"] = float(np.mean(predicted == test_labels))

@@ -1,0 +1,162 @@
+"""Checkpoints: all a :class:`~digitnet.training.Trainer` needs to go on exactly where it stopped.
+
+A checkpoint is a safetensors file like a model file, with more in it: the current parameters,
+the optimizer's state (moments, velocities, step count), the best parameters so far, and in the
+metadata the config, the epoch and step reached, the history, the preprocessing and the loss
+watch. Each epoch's shuffle is drawn from (seed, epoch) alone, so a run resumed from a
+checkpoint takes the same steps as one that was never stopped and ends with the same weights,
+bit for bit. Written atomically, like everything digitnet writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from digitnet import __version__
+from digitnet._atomic import atomic_write_bytes
+from digitnet.errors import ModelFileError
+from digitnet.model import Preprocessing
+from digitnet.network import Params
+
+if TYPE_CHECKING:
+    from digitnet.training import TrainConfig, Trainer
+
+__all__ = ["FORMAT", "save", "read", "restore"]
+
+FORMAT = "digitnet-checkpoint"
+FORMAT_VERSION = 1
+
+
+def _arrays(prefix: str, params: Params) -> dict[str, np.ndarray]:
+    return {f"{prefix}.{name}": np.ascontiguousarray(a) for name, a in params.arrays().items()}
+
+
+def _params(prefix: str, arrays: dict[str, np.ndarray], layers: int) -> Params:
+    return Params([arrays[f"{prefix}.W{k}"] for k in range(1, layers + 1)],
+                  [arrays[f"{prefix}.b{k}"] for k in range(1, layers + 1)])
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def to_bytes(trainer: Trainer) -> bytes:
+    """The trainer's state as safetensors bytes."""
+    from safetensors.numpy import save as st_save
+
+    tensors = _arrays("params", trainer.params)
+    tensors.update({f"optimizer.{k}": np.ascontiguousarray(np.asarray(v))
+                    for k, v in trainer.optimizer.state().items()})
+    best = None
+    if trainer.best is not None:
+        accuracy, epoch, params = trainer.best
+        tensors.update(_arrays("best", params))
+        best = {"accuracy": accuracy, "epoch": epoch}
+    watch = trainer._loss_watch
+    meta = {
+        "config": trainer.config.to_dict(),
+        "epoch": trainer.epoch,
+        "step": trainer.step,
+        "seconds": trainer.seconds,
+        "history": {k: [_finite_or_none(v) for v in values]
+                    for k, values in trainer.history.items()},
+        "best": best,
+        "preprocessing": trainer.preprocessing.to_dict(),
+        "loss_watch": {"smoothed": watch.smoothed, "limit": _finite_or_none(watch.limit)},
+        "n_classes": trainer.n_classes,
+        "digitnet_version": __version__,
+    }
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+              "digitnet": json.dumps(meta, allow_nan=False)}
+    return st_save(tensors, metadata=header)
+
+
+def save(trainer: Trainer, path: str | Path) -> Path:
+    """Write the trainer's state to ``path`` atomically; returns the path."""
+    path = Path(path)
+    try:
+        atomic_write_bytes(path, to_bytes(trainer))
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot write checkpoint ({exc.strerror or exc})") \
+            from None
+    return path
+
+
+def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The metadata and arrays of a checkpoint file.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, damaged or not a digitnet checkpoint.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, expected a checkpoint file") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + n]) if 8 + n <= len(data) else None
+        arrays = st_load(data)
+    except (SafetensorError, ValueError, TypeError, OverflowError):
+        header = None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a digitnet checkpoint (write one with "
+                             "train --checkpoint-every N, or by stopping training with Ctrl-C)")
+    if int(meta.get("format_version", "0")) > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: written by a newer digitnet; upgrade digitnet")
+    try:
+        info = json.loads(meta["digitnet"])
+    except (KeyError, ValueError):
+        raise ModelFileError(f"{path}: damaged checkpoint metadata") from None
+    return info, arrays
+
+
+def config_of(info: dict[str, Any]) -> TrainConfig:
+    """The training config stored in a checkpoint's metadata."""
+    from digitnet.training import TrainConfig, _check
+
+    return _check(TrainConfig(**info["config"]))
+
+
+def restore(trainer: Trainer, info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Put a freshly built trainer (same config and data) into the checkpoint's state."""
+    layers = len(trainer.params.W)
+    try:
+        params = _params("params", arrays, layers)
+        for old, new in zip((*trainer.params.W, *trainer.params.b), (*params.W, *params.b),
+                            strict=True):
+            if old.shape != new.shape or old.dtype != new.dtype:
+                raise ValueError(f"{new.shape} {new.dtype} vs {old.shape} {old.dtype}")
+    except (KeyError, ValueError) as exc:
+        raise ModelFileError(f"checkpoint does not fit this network ({exc})") from None
+    trainer.params = params
+    trainer.optimizer.load_state({k.split(".", 1)[1]: v for k, v in arrays.items()
+                                  if k.startswith("optimizer.")})
+    trainer.epoch = int(info["epoch"])
+    trainer.step = int(info["step"])
+    trainer.seconds = float(info.get("seconds", 0.0))
+    trainer.history = {k: [math.nan if v is None else v for v in values]
+                       for k, values in info["history"].items()}
+    best = info.get("best")
+    if best is not None:
+        trainer.best = (best["accuracy"], best["epoch"], _params("best", arrays, layers))
+    trainer.preprocessing = Preprocessing(**info["preprocessing"])
+    watch = info["loss_watch"]
+    trainer._loss_watch.smoothed = watch["smoothed"]
+    trainer._loss_watch.limit = math.inf if watch["limit"] is None else watch["limit"]
+    trainer._engine = None  # rebuilt from the restored params and optimizer state
