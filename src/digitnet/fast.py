@@ -434,7 +434,8 @@ def _copy(grads: Gradients) -> Gradients:
 #   prefetched while this one is computed (the epoch's order jumps around memory).
 
 _FASTMATH = {"reassoc", "contract", "nsz"}  # reorder sums, fuse multiply-adds; keep inf and NaN
-_AHEAD = 2  # images ahead of the current one whose pixels are prefetched
+_AHEAD = 2     # images ahead of the current one whose pixels are prefetched
+_SAMPLES = 64  # images whose layers above the first are computed side by side
 
 
 def _nb_prefetch(array, index):  # pragma: no cover - replaced by an LLVM prefetch in _kernels()
@@ -674,6 +675,117 @@ def _nb_head(z1, a, cb1, H, W2, b2, h1, p2):  # pragma: no cover - compiled by n
     return best
 
 
+def _nb_exp(x, bits):  # pragma: no cover - compiled by numba
+    """exp of each x <= 0 in place (float32, within 2 ulp; below -87.3 it is 2**-126).
+
+    Written so that LLVM vectorizes it (numba's math.exp is a scalar call per value): Cody and
+    Waite's range reduction x = n ln 2 + r, Cephes' polynomial for exp(r), and 2**n from its
+    bits, built as integers in ``bits`` (int32, as long as x) and read back as float32.
+    """
+    two_n = bits.view(np.float32)
+    for s in range(x.shape[0]):
+        v = x[s]
+        v = v if not v < np.float32(-87.3) else np.float32(-87.3)  # NaN stays NaN
+        n = np.float32(math.floor(v * np.float32(1.44269504) + np.float32(0.5)))
+        r = v - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+        p = np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)
+        p = p * r + np.float32(8.3334519073e-3)
+        p = p * r + np.float32(4.1665795894e-2)
+        p = p * r + np.float32(1.6666665459e-1)
+        p = p * r + np.float32(5.0000001201e-1)
+        x[s] = p * r * r + r + np.float32(1)
+        bits[s] = (np.int32(n) + np.int32(127)) << np.int32(23)
+    for s in range(x.shape[0]):
+        x[s] *= two_n[s]
+
+
+def _nb_clipped_log(p):  # pragma: no cover - compiled by numba
+    """log(clip(p, 1e-12, 1)) as network.cross_entropy takes it; NaN stays NaN."""
+    return math.log(p if not p < 1e-12 else 1e-12)
+
+
+def _nb_layers_above(Z1, n, a, cb1, H, W2, b2, ys, on, off, inv_m, A1, P, D1, best, top,
+                     total, bits, gW2, gb2, gb1):  # pragma: no cover - compiled by numba
+    """Everything above the first layer's pixel sums, for n samples side by side.
+
+    Arrays are (units, samples): every loop runs over the samples innermost, which LLVM
+    vectorizes 16 at a time. Z1 holds a P @ W1 on entry and Z1 on return, D1 receives dZ1;
+    gW2, gb2 and gb1 are accumulated. Returns (correct predictions, summed data loss).
+    """
+    C = W2.shape[1]
+    for j in range(H):                       # Z1 = X @ W1 + b1; A1 = relu(Z1)
+        for s in range(n):
+            z = a * Z1[j, s] + cb1[j]
+            Z1[j, s] = z
+            A1[j, s] = max(z, np.float32(0))
+    for o in range(C):                       # Z2 = A1 @ W2 + b2
+        for s in range(n):
+            P[o, s] = b2[o]
+    for j in range(H):
+        for o in range(C):
+            w = W2[j, o]
+            for s in range(n):
+                P[o, s] += A1[j, s] * w
+    top[:n] = P[0, :n]                       # A2 = softmax(Z2), each sample's maximum first
+    best[:n] = 0
+    for o in range(1, C):
+        for s in range(n):
+            if P[o, s] > top[s]:
+                top[s] = P[o, s]
+                best[s] = o
+    total[:n] = 0
+    for o in range(C):
+        for s in range(n):
+            P[o, s] -= top[s]
+        _nb_exp(P[o, :n], bits[:n])
+        for s in range(n):
+            total[s] += P[o, s]
+    for s in range(n):
+        total[s] = np.float32(1) / total[s]
+    for o in range(C):
+        for s in range(n):
+            P[o, s] *= total[s]
+    correct, loss = 0, 0.0
+    for s in range(n):                       # cross-entropy against Y = (1-eps) one-hot + eps/C
+        y = ys[s]
+        correct += best[s] == y
+        if off == 0:
+            loss -= _nb_clipped_log(P[y, s])
+        else:
+            for o in range(C):
+                loss -= (on if o == y else off) * _nb_clipped_log(P[o, s])
+    for o in range(C):                       # dZ2 = (A2 - Y) / m: softmax with cross-entropy
+        for s in range(n):
+            P[o, s] = (P[o, s] - off) * inv_m
+    for s in range(n):
+        P[ys[s], s] -= (on - off) * inv_m
+    for o in range(C):                       # db2, dW2 = A1.T dZ2
+        acc = np.float32(0)
+        for s in range(n):
+            acc += P[o, s]
+        gb2[o] += acc
+    for j in range(H):
+        for o in range(C):
+            acc = np.float32(0)
+            for s in range(n):
+                acc += A1[j, s] * P[o, s]
+            gW2[j, o] += acc
+    for j in range(H):                       # dZ1 = dZ2 W2.T * relu'(Z1); db1
+        for s in range(n):
+            D1[j, s] = 0
+        for o in range(C):
+            w = W2[j, o]
+            for s in range(n):
+                D1[j, s] += P[o, s] * w
+        acc = np.float32(0)
+        for s in range(n):
+            d = D1[j, s] if Z1[j, s] > 0 else np.float32(0)
+            D1[j, s] = d
+            acc += d
+        gb1[j] += acc
+    return correct, loss
+
+
 def _nb_rates(kind, hyper, lr, t):  # pragma: no cover - compiled by numba
     """The step's constants for :func:`_nb_step`, as float32: the rate and mu (gd, momentum);
     b1, 1 - b1, b2, 1 - b2 and Adam's bias corrections folded into its step size and epsilon
@@ -783,10 +895,18 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
     gW2 = grad[nw1:nw].reshape((H, C))
     gb1, gb2 = grad[nw:nw + H], grad[nw + H:nw + H + C]
     cb1 = np.zeros(H, np.float32)
-    z1 = np.zeros(16 * blocks, np.float32)
-    dz1 = np.zeros(16 * blocks, np.float32)  # beyond H it stays 0: padding adds nothing to G1p
-    h1 = np.zeros(H, np.float32)
-    p2 = np.zeros(C, np.float32)
+    # A block of samples at a time, units by samples (see _nb_layers_above). Rows of Z1 and D1
+    # beyond H stay 0, so the padding adds nothing to G1p.
+    Z1 = np.zeros((16 * blocks, _SAMPLES), np.float32)
+    D1 = np.zeros((16 * blocks, _SAMPLES), np.float32)
+    A1 = np.zeros((H, _SAMPLES), np.float32)
+    P = np.zeros((C, _SAMPLES), np.float32)
+    ys = np.zeros(_SAMPLES, np.int64)
+    best = np.zeros(_SAMPLES, np.int64)
+    top = np.zeros(_SAMPLES, np.float32)
+    norm = np.zeros(_SAMPLES, np.float32)
+    bits = np.zeros(_SAMPLES, np.int32)
+    z16 = np.zeros(16, np.float32)
     off = np.float32(smoothing / C)          # the target Y: (1 - eps) one-hot + eps / C
     on = np.float32(1 - smoothing) + off
     # For the run, W1 and its optimizer state live in blocks of 16 units (padding zero, which
@@ -811,35 +931,26 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
         inv_m = np.float32(1.0 / m)
         grad[nw1:] = 0
         batch_loss = 0.0
-        for i in range(start, stop):
-            if i + _AHEAD < n:
-                _nb_prefetch_row(indptr, indices, values, order[i + _AHEAD])
-            r = order[i]
-            y = labels[r]
-            lo, hi = indptr[r], indptr[r + 1]
-            for blk in range(blocks):
-                _nb_dot16(indices, values, lo, hi, W1p[blk], z1[16 * blk:16 * blk + 16])
-            if _nb_head(z1, a, cb1, H, W2, b2, h1, p2) == y:
-                correct += 1
-            if smoothing == 0:
-                batch_loss -= math.log(max(p2[y], 1e-12))
-            else:
-                for o in range(C):
-                    batch_loss -= (on if o == y else off) * math.log(max(p2[o], 1e-12))
-            for o in range(C):   # dZ2 = (A2 - Y) / m: softmax paired with cross-entropy
-                p2[o] = (p2[o] - (on if o == y else off)) * inv_m
-                gb2[o] += p2[o]
-            for j in range(H):   # dW2 += A1.T dZ2; dZ1 = dZ2 W2.T * relu'(Z1)
-                d = np.float32(0)
-                h = h1[j]
-                if h > 0:
-                    for o in range(C):
-                        gW2[j, o] += h * p2[o]
-                        d += p2[o] * W2[j, o]
-                    gb1[j] += d
-                dz1[j] = d
-            for blk in range(blocks):
-                _nb_axpy16(indices, values, lo, hi, G1p[blk], dz1[16 * blk:16 * blk + 16])
+        for first in range(start, stop, _SAMPLES):
+            last = min(first + _SAMPLES, stop)
+            for i in range(first, last):     # the first layer, image by image: P @ W1
+                if i + _AHEAD < n:
+                    _nb_prefetch_row(indptr, indices, values, order[i + _AHEAD])
+                r = order[i]
+                ys[i - first] = labels[r]
+                for blk in range(blocks):
+                    _nb_dot16(indices, values, indptr[r], indptr[r + 1], W1p[blk], z16)
+                    Z1[16 * blk:16 * blk + 16, i - first] = z16
+            hits, data_loss = _nb_layers_above(Z1, last - first, a, cb1, H, W2, b2, ys, on,
+                                               off, inv_m, A1, P, D1, best, top, norm, bits,
+                                               gW2, gb2, gb1)
+            correct += hits
+            batch_loss += data_loss
+            for i in range(first, last):     # and back: G += P.T dZ1, image by image
+                r = order[i]
+                for blk in range(blocks):
+                    z16[:] = D1[16 * blk:16 * blk + 16, i - first]
+                    _nb_axpy16(indices, values, indptr[r], indptr[r + 1], G1p[blk], z16)
         # The step. W1's gradient: X.T dZ1 = a P.T dZ1 + c sum(dZ1), with x = a p + c.
         db1[:H] = gb1
         squares = _nb_first_gradient(G1p, W1p, a, c, db1, l2)
@@ -854,10 +965,10 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
         if not update:  # the gradients only (for tests)
             _nb_blocks(gW1, G1p, False)
             break
-        r = _nb_rates(kind, hyper, lrs[s], t0 + steps)
+        rates = _nb_rates(kind, hyper, lrs[s], t0 + steps)
         total = _nb_step(kind, W1p.reshape(-1), G1p.reshape(-1), M1p.reshape(-1),
-                         V1p.reshape(-1), r)
-        total += _nb_step(kind, theta[nw1:], grad[nw1:], s1[nw1:], s2[nw1:], r)
+                         V1p.reshape(-1), rates)
+        total += _nb_step(kind, theta[nw1:], grad[nw1:], s1[nw1:], s2[nw1:], rates)
         G1p[:] = 0
         _nb_column_sums(W1p, sums)
         for j in range(H):
@@ -903,7 +1014,8 @@ def _nb_logits(words, W1p, cb1, a, H, W2, b2, logits, labels):  # pragma: no cov
 
 
 _HELPERS = ("_nb_finite", "_nb_prefetch_row", "_nb_dot16", "_nb_axpy16", "_nb_words_dot16",
-            "_nb_prepare", "_nb_head", "_nb_rates", "_nb_step", "_nb_blocks",
+            "_nb_prepare", "_nb_head", "_nb_exp", "_nb_clipped_log", "_nb_layers_above",
+            "_nb_rates", "_nb_step", "_nb_blocks",
             "_nb_first_gradient", "_nb_column_sums")
 
 
