@@ -8,6 +8,7 @@ stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -226,31 +227,70 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     val_size: Annotated[int | None, typer.Option(help="Training images held out for "
                                                  "validation.")] = None,
+    augment: Annotated[float | None, typer.Option(help="Strength of random deformations of "
+                                                  "the training digits (0 = none).")] = None,
     dataset: Annotated[str | None, typer.Option(help="mnist or fashion-mnist.")] = None,
     data_dir: DataDir = None,
     out: Annotated[Path | None, typer.Option(help="Where to write the model "
                                              "(default: models/<preset>.safetensors).")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Write a checkpoint every N epochs "
+                                                  "(0 = only when stopped).")] = 0,
+    checkpoint_path: Annotated[Path | None, typer.Option(
+        "--checkpoint", help="Checkpoint file (default: the model path with .ckpt added)."
+    )] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue from a checkpoint, to the "
+                                                "same weights as an unbroken run.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     as_json: Json = False,
 ) -> None:
-    """Train the network on MNIST and save it as a model file."""
-    from digitnet import modelfile, training
+    """Train the network on MNIST and save it as a model file.
 
-    config = training.make_config(
-        preset, hidden=hidden, layers=layers, epochs=epochs, iterations=iterations,
-        batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule, l2=l2, seed=seed,
-        val_size=val_size, dataset=dataset)
+    Ctrl-C or SIGTERM stops after the current epoch, writes a checkpoint and exits with 130 or
+    143; `digitnet train --resume CHECKPOINT` goes on from there.
+    """
+    from digitnet import checkpoint, modelfile, training
+
+    overrides = dict(hidden=hidden, layers=layers, epochs=epochs, iterations=iterations,
+                     batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule,
+                     l2=l2, seed=seed, val_size=val_size, augment=augment, dataset=dataset)
+    if checkpoint_every < 0 or checkpoint_every > 1_000_000:
+        fail(f"--checkpoint-every {checkpoint_every} is out of range; it must be >= 0")
+    if resume is not None:
+        given = sorted(f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None)
+        if given:
+            fail(f"{', '.join(given)} cannot change a resumed run; --resume continues "
+                 "with the checkpoint's own settings")
+        config = checkpoint.config_of(checkpoint.read(resume)[0])
+    else:
+        config = training.make_config(preset, **overrides)
     out = out or Path("models") / f"{config.preset}.safetensors"
+    checkpoint_path = checkpoint_path or resume or out.with_name(out.name + ".ckpt")
     if out.is_dir():
         fail(f"{out}: is a directory; give a file name like model.safetensors")
     blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocked is not None:  # found now, not after training
         fail(f"{out}: cannot be written, {blocked} is a file, not a folder")
-    progress, callback = _train_progress(
+    progress, show = _train_progress(
         config.iterations or config.epochs, quiet or as_json, config.iterations is not None)
-    with progress:
-        model = training.train_on_dataset(config, data_dir, callback,
-                                          progressbar=RichDownloadBar())
+    running: list[training.Trainer] = []
+
+    def callback(record: Any) -> None:
+        show(record)
+        if checkpoint_every and record.epoch % checkpoint_every == 0:
+            checkpoint.save(running[0], checkpoint_path)
+
+    with progress, _StopSignals() as stop:
+        try:
+            model = training.train_on_dataset(
+                config, data_dir, callback, progressbar=RichDownloadBar(), resume=resume,
+                on_start=running.append, should_stop=stop.requested)
+        except training.TrainingInterrupted as exc:
+            checkpoint.save(exc.trainer, checkpoint_path)
+            progress.stop()
+            err_console.print(Text(f"{stop.name}: {exc}; checkpoint saved to "
+                                   f"{checkpoint_path}; continue with: digitnet train "
+                                   f"--resume {checkpoint_path} --out {out}"), soft_wrap=True)
+            raise typer.Exit(stop.exit_code) from None
     modelfile.save(model, out)
     metrics = model.meta["metrics"]
     if as_json:
@@ -265,6 +305,41 @@ def train(
                   str(metrics["epochs"]), str(metrics["iterations"]))
     console.print(table)
     console.print(Text.assemble("model saved to ", (str(out), "bold")))
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM ask training to stop after its epoch; a second one stops at once."""
+
+    CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        for sig in self.CODES:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # asked twice: stop now, without a checkpoint
+            raise SystemExit(self.CODES[signum])
+        self.signal = signum
+
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    @property
+    def exit_code(self) -> int:
+        return self.CODES.get(self.signal, 130) if self.signal is not None else 130
+
+    @property
+    def name(self) -> str:
+        return "interrupted" if self.signal == signal.SIGINT else "terminated"
 
 
 def _load_model(path: Path):
