@@ -211,8 +211,8 @@ def _train_progress(total: int, quiet: bool, by_step: bool = False):
 
 @app.command()
 def train(
-    preset: Annotated[str, typer.Option(help="seed (the original notebook) or default.")] =
-    "default",
+    preset: Annotated[str, typer.Option(
+        help="seed (the original notebook), default, best or robust.")] = "default",
     hidden: Annotated[int | None, typer.Option(help="Units in each hidden layer.")] = None,
     layers: Annotated[int | None, typer.Option(help="Number of hidden layers.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
@@ -519,6 +519,44 @@ def info(
     for split in ("train", "test"):
         for stem, digest in data.get(split, {}).get("sha256", {}).items():
             table.add_row(escape(f"{data.get('name', '')} {stem}"), escape(digest))
+    console.print(table)
+
+
+@app.command()
+def robustness(
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
+    per_transform: Annotated[int, typer.Option(help="Digits rendered per "
+                                               "transform.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the rendering.")] = 0,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """Accuracy on MNIST test digits rendered like handwriting on paper, through predict's path.
+
+    Each transform (stroke thickness, slant, scale, rotation, position, blur, contrast, noise,
+    and all at once) turns test digits into dark-on-light images of their own size.
+    """
+    from digitnet import datasets
+    from digitnet import robustness as rob
+
+    if not 1 <= per_transform <= 1000:
+        fail(f"--per-transform {per_transform} is out of range; it must be between 1 and 1000")
+    if seed < 0:
+        fail(f"--seed {seed} is out of range; it must be >= 0")
+    model = _load_model(model_path)
+    _check_takes_digits(model, model_path)
+    images, labels = datasets.load("mnist", "test", data_dir)
+    cases = rob.make_cases(images, labels, per_transform, seed)
+    result = rob.accuracy_by_transform(cases, rob.predict_cases(model, cases))
+    if as_json:
+        print_json({"model": str(model_path), "per_transform": per_transform, "seed": seed,
+                    "accuracy": result})
+        return
+    table = Table(title=f"digits as people write them ({per_transform} per transform)")
+    table.add_column("transform")
+    table.add_column("accuracy", justify="right")
+    for name, value in result.items():
+        table.add_row(name, f"{value:.1%}")
     console.print(table)
 
 
