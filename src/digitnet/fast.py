@@ -442,8 +442,31 @@ def _nb_prefetch(array, index):  # pragma: no cover - replaced by an LLVM prefet
     pass
 
 
+def _nb_compress64(images, row, start, length, values, indices, pos):  # pragma: no cover
+    """Replaced in _kernels() by an LLVM vector compress (AVX-512 vpcompressb): the non-zero
+    bytes of images[row, start:start+length] (length <= 64) go to values[pos:] and their
+    indices (start + lane, uint16) to indices[pos:]; returns how many. Both may be written up
+    to 64 slots past the last one kept."""
+    n = 0
+    for k in range(start, start + length):
+        if images[row, k] != 0:
+            values[pos + n], indices[pos + n] = images[row, k], k
+            n += 1
+    return n
+
+
+def _nb_nonzero(images, row, values, indices, pos):  # pragma: no cover - compiled by numba
+    """Image ``row``'s non-zero pixels, 64 at a time, into values/indices from pos; returns
+    the count. The arrays need 64 slots of slack past the end."""
+    n, d = 0, images.shape[1]
+    for start in range(0, d, 64):
+        n += _nb_compress64(images, row, start, min(64, d - start), values, indices, pos + n)
+    return n
+
+
 def _nb_csr(images):  # pragma: no cover - compiled by numba
-    """The non-zero pixels of each image: row i's are ``indices/values[indptr[i]:indptr[i+1]]``."""
+    """The non-zero pixels of each image: row i's are ``indices/values[indptr[i]:indptr[i+1]]``
+    (both arrays have 64 slots of slack at the end)."""
     n, d = images.shape
     indptr = np.zeros(n + 1, np.int64)
     for i in range(n):
@@ -451,15 +474,10 @@ def _nb_csr(images):  # pragma: no cover - compiled by numba
         for k in range(d):
             count += images[i, k] != 0
         indptr[i + 1] = indptr[i] + count
-    indices = np.empty(indptr[n], np.uint16)
-    values = np.empty(indptr[n], np.uint8)
+    indices = np.zeros(indptr[n] + 64, np.uint16)
+    values = np.zeros(indptr[n] + 64, np.uint8)
     for i in range(n):
-        q = indptr[i]
-        for k in range(d):
-            if images[i, k] != 0:
-                indices[q] = k
-                values[q] = images[i, k]
-                q += 1
+        _nb_nonzero(images, i, values, indices, indptr[i])
     return indptr, indices, values
 
 
@@ -477,160 +495,122 @@ def _nb_prefetch_row(indptr, indices, values, r):  # pragma: no cover - compiled
         _nb_prefetch(indices, q)
 
 
-def _nb_dot16(indices, values, lo, hi, W, out):  # pragma: no cover - compiled by numba
-    """``out[0:16] = sum of values[q] * W[indices[q], 0:16]`` over q in [lo, hi).
+def _nb_dot16(indices, values, lo, hi, W, blk, out, col):  # pragma: no cover - numba
+    """``out[16 blk:16 blk + 16, col] = sum of values[q] * W[blk, indices[q], 0:16]`` over q in
+    [lo, hi): one image's sums for one block of 16 units.
 
-    Accumulators a take the even pixels and b the odd ones: two independent chains of
-    multiply-adds instead of one that waits for each result.
+    Four pixels a step: the a accumulators take the sum of the first two products, b of the
+    other two, so that each add waits for one of its kind every four pixels rather than every
+    one. (Whole arrays and indices are passed rather than slices: a slice costs numba an atomic
+    reference count per call.)
     """
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
     a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0)
     b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = np.float32(0)
     b8 = b9 = b10 = b11 = b12 = b13 = b14 = b15 = np.float32(0)
-    q, end, one = np.uint64(lo), np.uint64(hi), np.uint64(1)
-    while q + one < end:
-        p, k = np.float32(values[q]), indices[q]
-        a0 += p * W[k, 0]
-        a1 += p * W[k, 1]
-        a2 += p * W[k, 2]
-        a3 += p * W[k, 3]
-        a4 += p * W[k, 4]
-        a5 += p * W[k, 5]
-        a6 += p * W[k, 6]
-        a7 += p * W[k, 7]
-        a8 += p * W[k, 8]
-        a9 += p * W[k, 9]
-        a10 += p * W[k, 10]
-        a11 += p * W[k, 11]
-        a12 += p * W[k, 12]
-        a13 += p * W[k, 13]
-        a14 += p * W[k, 14]
-        a15 += p * W[k, 15]
-        p, k = np.float32(values[q + one]), indices[q + one]
-        b0 += p * W[k, 0]
-        b1 += p * W[k, 1]
-        b2 += p * W[k, 2]
-        b3 += p * W[k, 3]
-        b4 += p * W[k, 4]
-        b5 += p * W[k, 5]
-        b6 += p * W[k, 6]
-        b7 += p * W[k, 7]
-        b8 += p * W[k, 8]
-        b9 += p * W[k, 9]
-        b10 += p * W[k, 10]
-        b11 += p * W[k, 11]
-        b12 += p * W[k, 12]
-        b13 += p * W[k, 13]
-        b14 += p * W[k, 14]
-        b15 += p * W[k, 15]
-        q += one + one
-    if q < end:
-        p, k = np.float32(values[q]), indices[q]
-        a0 += p * W[k, 0]
-        a1 += p * W[k, 1]
-        a2 += p * W[k, 2]
-        a3 += p * W[k, 3]
-        a4 += p * W[k, 4]
-        a5 += p * W[k, 5]
-        a6 += p * W[k, 6]
-        a7 += p * W[k, 7]
-        a8 += p * W[k, 8]
-        a9 += p * W[k, 9]
-        a10 += p * W[k, 10]
-        a11 += p * W[k, 11]
-        a12 += p * W[k, 12]
-        a13 += p * W[k, 13]
-        a14 += p * W[k, 14]
-        a15 += p * W[k, 15]
-    out[0], out[1], out[2], out[3] = a0 + b0, a1 + b1, a2 + b2, a3 + b3
-    out[4], out[5], out[6], out[7] = a4 + b4, a5 + b5, a6 + b6, a7 + b7
-    out[8], out[9], out[10], out[11] = a8 + b8, a9 + b9, a10 + b10, a11 + b11
-    out[12], out[13], out[14], out[15] = a12 + b12, a13 + b13, a14 + b14, a15 + b15
+    q, end = np.uint64(lo), np.uint64(hi)
+    one, two, three, four = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+    while q + three < end:
+        p0, k0 = np.float32(values[q]), indices[q]
+        p1, k1 = np.float32(values[q + one]), indices[q + one]
+        p2, k2 = np.float32(values[q + two]), indices[q + two]
+        p3, k3 = np.float32(values[q + three]), indices[q + three]
+        if p0 == 0:  # never true (only non-zero pixels are listed); it keeps LLVM from
+            break    # vectorizing over q with gathers, so it vectorizes over the 16 units
+        a0 += p0 * W[blk, k0, 0] + p1 * W[blk, k1, 0]
+        a1 += p0 * W[blk, k0, 1] + p1 * W[blk, k1, 1]
+        a2 += p0 * W[blk, k0, 2] + p1 * W[blk, k1, 2]
+        a3 += p0 * W[blk, k0, 3] + p1 * W[blk, k1, 3]
+        a4 += p0 * W[blk, k0, 4] + p1 * W[blk, k1, 4]
+        a5 += p0 * W[blk, k0, 5] + p1 * W[blk, k1, 5]
+        a6 += p0 * W[blk, k0, 6] + p1 * W[blk, k1, 6]
+        a7 += p0 * W[blk, k0, 7] + p1 * W[blk, k1, 7]
+        a8 += p0 * W[blk, k0, 8] + p1 * W[blk, k1, 8]
+        a9 += p0 * W[blk, k0, 9] + p1 * W[blk, k1, 9]
+        a10 += p0 * W[blk, k0, 10] + p1 * W[blk, k1, 10]
+        a11 += p0 * W[blk, k0, 11] + p1 * W[blk, k1, 11]
+        a12 += p0 * W[blk, k0, 12] + p1 * W[blk, k1, 12]
+        a13 += p0 * W[blk, k0, 13] + p1 * W[blk, k1, 13]
+        a14 += p0 * W[blk, k0, 14] + p1 * W[blk, k1, 14]
+        a15 += p0 * W[blk, k0, 15] + p1 * W[blk, k1, 15]
+        b0 += p2 * W[blk, k2, 0] + p3 * W[blk, k3, 0]
+        b1 += p2 * W[blk, k2, 1] + p3 * W[blk, k3, 1]
+        b2 += p2 * W[blk, k2, 2] + p3 * W[blk, k3, 2]
+        b3 += p2 * W[blk, k2, 3] + p3 * W[blk, k3, 3]
+        b4 += p2 * W[blk, k2, 4] + p3 * W[blk, k3, 4]
+        b5 += p2 * W[blk, k2, 5] + p3 * W[blk, k3, 5]
+        b6 += p2 * W[blk, k2, 6] + p3 * W[blk, k3, 6]
+        b7 += p2 * W[blk, k2, 7] + p3 * W[blk, k3, 7]
+        b8 += p2 * W[blk, k2, 8] + p3 * W[blk, k3, 8]
+        b9 += p2 * W[blk, k2, 9] + p3 * W[blk, k3, 9]
+        b10 += p2 * W[blk, k2, 10] + p3 * W[blk, k3, 10]
+        b11 += p2 * W[blk, k2, 11] + p3 * W[blk, k3, 11]
+        b12 += p2 * W[blk, k2, 12] + p3 * W[blk, k3, 12]
+        b13 += p2 * W[blk, k2, 13] + p3 * W[blk, k3, 13]
+        b14 += p2 * W[blk, k2, 14] + p3 * W[blk, k3, 14]
+        b15 += p2 * W[blk, k2, 15] + p3 * W[blk, k3, 15]
+        q += four
+    while q < end:
+        p0, k0 = np.float32(values[q]), indices[q]
+        a0 += p0 * W[blk, k0, 0]
+        a1 += p0 * W[blk, k0, 1]
+        a2 += p0 * W[blk, k0, 2]
+        a3 += p0 * W[blk, k0, 3]
+        a4 += p0 * W[blk, k0, 4]
+        a5 += p0 * W[blk, k0, 5]
+        a6 += p0 * W[blk, k0, 6]
+        a7 += p0 * W[blk, k0, 7]
+        a8 += p0 * W[blk, k0, 8]
+        a9 += p0 * W[blk, k0, 9]
+        a10 += p0 * W[blk, k0, 10]
+        a11 += p0 * W[blk, k0, 11]
+        a12 += p0 * W[blk, k0, 12]
+        a13 += p0 * W[blk, k0, 13]
+        a14 += p0 * W[blk, k0, 14]
+        a15 += p0 * W[blk, k0, 15]
+        q += one
+    j = 16 * blk
+    out[j, col], out[j + 1, col], out[j + 2, col], out[j + 3, col] = (a0 + b0, a1 + b1,
+                                                                      a2 + b2, a3 + b3)
+    out[j + 4, col], out[j + 5, col], out[j + 6, col], out[j + 7, col] = (a4 + b4, a5 + b5,
+                                                                          a6 + b6, a7 + b7)
+    out[j + 8, col], out[j + 9, col], out[j + 10, col], out[j + 11, col] = (a8 + b8, a9 + b9,
+                                                                            a10 + b10,
+                                                                            a11 + b11)
+    out[j + 12, col], out[j + 13, col], out[j + 14, col], out[j + 15, col] = (a12 + b12,
+                                                                              a13 + b13,
+                                                                              a14 + b14,
+                                                                              a15 + b15)
 
 
-def _nb_axpy16(indices, values, lo, hi, G, d):  # pragma: no cover - compiled by numba
-    """``G[indices[q], 0:16] += values[q] * d[0:16]`` for q in [lo, hi): the rows differ."""
-    d0, d1, d2, d3, d4, d5, d6, d7 = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
-    d8, d9, d10, d11, d12, d13, d14, d15 = d[8], d[9], d[10], d[11], d[12], d[13], d[14], d[15]
+def _nb_axpy16(indices, values, lo, hi, G, blk, D, col):  # pragma: no cover - numba
+    """``G[blk, indices[q], 0:16] += values[q] * D[16 blk:16 blk + 16, col]`` for q in
+    [lo, hi): one image's share of a block's gradient (the rows differ)."""
+    j = 16 * blk
+    d0, d1, d2, d3 = D[j, col], D[j + 1, col], D[j + 2, col], D[j + 3, col]
+    d4, d5, d6, d7 = D[j + 4, col], D[j + 5, col], D[j + 6, col], D[j + 7, col]
+    d8, d9, d10, d11 = D[j + 8, col], D[j + 9, col], D[j + 10, col], D[j + 11, col]
+    d12, d13, d14, d15 = D[j + 12, col], D[j + 13, col], D[j + 14, col], D[j + 15, col]
     q, end, one = np.uint64(lo), np.uint64(hi), np.uint64(1)
     while q < end:
         p, k = np.float32(values[q]), indices[q]
-        G[k, 0] += p * d0
-        G[k, 1] += p * d1
-        G[k, 2] += p * d2
-        G[k, 3] += p * d3
-        G[k, 4] += p * d4
-        G[k, 5] += p * d5
-        G[k, 6] += p * d6
-        G[k, 7] += p * d7
-        G[k, 8] += p * d8
-        G[k, 9] += p * d9
-        G[k, 10] += p * d10
-        G[k, 11] += p * d11
-        G[k, 12] += p * d12
-        G[k, 13] += p * d13
-        G[k, 14] += p * d14
-        G[k, 15] += p * d15
+        G[blk, k, 0] += p * d0
+        G[blk, k, 1] += p * d1
+        G[blk, k, 2] += p * d2
+        G[blk, k, 3] += p * d3
+        G[blk, k, 4] += p * d4
+        G[blk, k, 5] += p * d5
+        G[blk, k, 6] += p * d6
+        G[blk, k, 7] += p * d7
+        G[blk, k, 8] += p * d8
+        G[blk, k, 9] += p * d9
+        G[blk, k, 10] += p * d10
+        G[blk, k, 11] += p * d11
+        G[blk, k, 12] += p * d12
+        G[blk, k, 13] += p * d13
+        G[blk, k, 14] += p * d14
+        G[blk, k, 15] += p * d15
         q += one
-
-
-def _nb_words_dot16(words, W, out):  # pragma: no cover - compiled by numba
-    """``out[0:16] = x @ W`` for one uint8 image x read as uint64 words of 8 pixels.
-
-    A word's pixels are taken two at a time (into the a and b chains) until the rest are zero,
-    so an all-zero word (most of an MNIST image's border) costs one test. The loop's length
-    depends on the data, which keeps LLVM from vectorizing across pixels with gathers.
-    """
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
-    a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0)
-    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = np.float32(0)
-    b8 = b9 = b10 = b11 = b12 = b13 = b14 = b15 = np.float32(0)
-    byte, eight, sixteen = np.uint64(255), np.uint64(8), np.uint64(16)
-    for i in range(words.shape[0]):
-        word = words[i]
-        k = np.uint64(8 * i)
-        while word != 0:
-            p = np.float32(word & byte)
-            a0 += p * W[k, 0]
-            a1 += p * W[k, 1]
-            a2 += p * W[k, 2]
-            a3 += p * W[k, 3]
-            a4 += p * W[k, 4]
-            a5 += p * W[k, 5]
-            a6 += p * W[k, 6]
-            a7 += p * W[k, 7]
-            a8 += p * W[k, 8]
-            a9 += p * W[k, 9]
-            a10 += p * W[k, 10]
-            a11 += p * W[k, 11]
-            a12 += p * W[k, 12]
-            a13 += p * W[k, 13]
-            a14 += p * W[k, 14]
-            a15 += p * W[k, 15]
-            p = np.float32((word >> eight) & byte)
-            k += np.uint64(1)
-            b0 += p * W[k, 0]
-            b1 += p * W[k, 1]
-            b2 += p * W[k, 2]
-            b3 += p * W[k, 3]
-            b4 += p * W[k, 4]
-            b5 += p * W[k, 5]
-            b6 += p * W[k, 6]
-            b7 += p * W[k, 7]
-            b8 += p * W[k, 8]
-            b9 += p * W[k, 9]
-            b10 += p * W[k, 10]
-            b11 += p * W[k, 11]
-            b12 += p * W[k, 12]
-            b13 += p * W[k, 13]
-            b14 += p * W[k, 14]
-            b15 += p * W[k, 15]
-            k += np.uint64(1)
-            word >>= sixteen
-    out[0], out[1], out[2], out[3] = a0 + b0, a1 + b1, a2 + b2, a3 + b3
-    out[4], out[5], out[6], out[7] = a4 + b4, a5 + b5, a6 + b6, a7 + b7
-    out[8], out[9], out[10], out[11] = a8 + b8, a9 + b9, a10 + b10, a11 + b11
-    out[12], out[13], out[14], out[15] = a12 + b12, a13 + b13, a14 + b14, a15 + b15
 
 
 def _nb_prepare(W1, b1, c, W1p, cb1):  # pragma: no cover - compiled by numba
@@ -906,7 +886,6 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
     top = np.zeros(_SAMPLES, np.float32)
     norm = np.zeros(_SAMPLES, np.float32)
     bits = np.zeros(_SAMPLES, np.int32)
-    z16 = np.zeros(16, np.float32)
     off = np.float32(smoothing / C)          # the target Y: (1 - eps) one-hot + eps / C
     on = np.float32(1 - smoothing) + off
     # For the run, W1 and its optimizer state live in blocks of 16 units (padding zero, which
@@ -939,8 +918,8 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
                 r = order[i]
                 ys[i - first] = labels[r]
                 for blk in range(blocks):
-                    _nb_dot16(indices, values, indptr[r], indptr[r + 1], W1p[blk], z16)
-                    Z1[16 * blk:16 * blk + 16, i - first] = z16
+                    _nb_dot16(indices, values, indptr[r], indptr[r + 1], W1p, blk, Z1,
+                              i - first)
             hits, data_loss = _nb_layers_above(Z1, last - first, a, cb1, H, W2, b2, ys, on,
                                                off, inv_m, A1, P, D1, best, top, norm, bits,
                                                gW2, gb2, gb1)
@@ -949,8 +928,8 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
             for i in range(first, last):     # and back: G += P.T dZ1, image by image
                 r = order[i]
                 for blk in range(blocks):
-                    z16[:] = D1[16 * blk:16 * blk + 16, i - first]
-                    _nb_axpy16(indices, values, indptr[r], indptr[r + 1], G1p[blk], z16)
+                    _nb_axpy16(indices, values, indptr[r], indptr[r + 1], G1p, blk, D1,
+                               i - first)
         # The step. W1's gradient: X.T dZ1 = a P.T dZ1 + c sum(dZ1), with x = a p + c.
         db1[:H] = gb1
         squares = _nb_first_gradient(G1p, W1p, a, c, db1, l2)
@@ -991,29 +970,49 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
     out[4], out[5] = diverged, last_loss
 
 
-def _nb_logits(words, W1p, cb1, a, H, W2, b2, logits, labels):  # pragma: no cover - numba
-    """Logits (n, C) and their argmax for uint8 images given as uint64 words (n, n_in / 8)."""
+def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels):  # pragma: no cover - numba
+    """Logits (n, C) and their argmax for uint8 images (n, n_in): each image's non-zero pixels
+    found by vector compress, then the first layer over them as in training, and the layer
+    above for 64 images side by side (units by images, vectorized over the images)."""
+    n, n_in = images.shape
     blocks = W1p.shape[0]
     C = W2.shape[1]
-    z1 = np.zeros(16 * blocks, np.float32)
-    for i in range(words.shape[0]):
-        for blk in range(blocks):
-            _nb_words_dot16(words[i], W1p[blk], z1[16 * blk:16 * blk + 16])
-        row = logits[i]
-        row[:] = b2
-        for j in range(H):
-            h = a * z1[j] + cb1[j]
-            if h > 0:
-                for o in range(C):
-                    row[o] += h * W2[j, o]
-        best = 0
+    values = np.zeros(n_in + 64, np.uint8)
+    indices = np.zeros(n_in + 64, np.uint16)
+    Z1 = np.zeros((16 * blocks, _SAMPLES), np.float32)
+    Z2 = np.zeros((C, _SAMPLES), np.float32)
+    top = np.zeros(_SAMPLES, np.float32)
+    best = np.zeros(_SAMPLES, np.int64)
+    for first in range(0, n, _SAMPLES):
+        m = min(_SAMPLES, n - first)
+        for t in range(m):
+            count = _nb_nonzero(images, first + t, values, indices, 0)
+            for blk in range(blocks):
+                _nb_dot16(indices, values, 0, count, W1p, blk, Z1, t)
         for o in range(C):
-            if row[o] > row[best]:
-                best = o
-        labels[i] = best
+            for t in range(m):
+                Z2[o, t] = b2[o]
+        for j in range(H):
+            for t in range(m):
+                Z1[j, t] = max(a * Z1[j, t] + cb1[j], np.float32(0))
+            for o in range(C):
+                w = W2[j, o]
+                for t in range(m):
+                    Z2[o, t] += Z1[j, t] * w
+        top[:m] = Z2[0, :m]
+        best[:m] = 0
+        for o in range(1, C):
+            for t in range(m):
+                if Z2[o, t] > top[t]:
+                    top[t] = Z2[o, t]
+                    best[t] = o
+        for t in range(m):
+            labels[first + t] = best[t]
+            for o in range(C):
+                logits[first + t, o] = Z2[o, t]
 
 
-_HELPERS = ("_nb_finite", "_nb_prefetch_row", "_nb_dot16", "_nb_axpy16", "_nb_words_dot16",
+_HELPERS = ("_nb_nonzero", "_nb_finite", "_nb_prefetch_row", "_nb_dot16", "_nb_axpy16",
             "_nb_prepare", "_nb_head", "_nb_exp", "_nb_clipped_log", "_nb_layers_above",
             "_nb_rates", "_nb_step", "_nb_blocks",
             "_nb_first_gradient", "_nb_column_sums")
@@ -1056,6 +1055,77 @@ def _prefetch_intrinsic(numba: Any) -> Any:
     return prefetch
 
 
+def _compress_intrinsic(numba: Any) -> Any:
+    """``_nb_compress64`` as LLVM vector code: a masked 64-byte load, a compare with zero, and
+    ``llvm.experimental.vector.compress`` of the bytes and of their indices (vpcompressb and
+    vpcompressw on AVX-512 VBMI2; LLVM expands it into plainer code on other CPUs)."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    i1, i8, i16, i32, i64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
+
+    def splat(builder: Any, value: Any, vector: Any) -> Any:
+        one = builder.insert_element(ir.Constant(vector, None), value, i32(0))
+        return builder.shuffle_vector(one, ir.Constant(vector, None),
+                                      ir.Constant(ir.VectorType(i32, vector.count),
+                                                  [0] * vector.count))
+
+    def function(builder: Any, name: str, result: Any, params: list[Any]) -> Any:
+        return cgutils.get_or_insert_function(builder.module, ir.FunctionType(result, params),
+                                              name)
+
+    @numba.extending.intrinsic
+    def compress64(typingctx: Any, images: Any, row: Any, start: Any, length: Any, values: Any,
+                   indices: Any, pos: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            pixty, _, _, _, valty, idxty, _ = signature.args
+            pix = context.make_array(pixty)(context, builder, args[0])
+            val = context.make_array(valty)(context, builder, args[4])
+            idx = context.make_array(idxty)(context, builder, args[5])
+            row, start, length, pos = args[1], args[2], args[3], args[6]
+            b64, m64 = ir.VectorType(i8, 64), ir.VectorType(i1, 64)
+            w32, m32 = ir.VectorType(i16, 32), ir.VectorType(i1, 32)
+            lanes = ir.Constant(b64, [i8(k) for k in range(64)])
+            inside = builder.icmp_unsigned("<", lanes, splat(builder, builder.trunc(length, i8),
+                                                             b64))
+            source = cgutils.get_item_pointer(context, builder, pixty, pix, [row, start],
+                                              wraparound=False)
+            load = function(builder, "llvm.masked.load.v64i8.p0", b64,
+                            [ir.PointerType(), i32, m64, b64])
+            zero = ir.Constant(b64, [i8(0)] * 64)
+            v = builder.call(load, [source, i32(1), inside, zero])
+            lit = builder.icmp_unsigned("!=", v, zero)
+            squeeze = function(builder, "llvm.experimental.vector.compress.v64i8", b64,
+                               [b64, m64, b64])
+            target = cgutils.get_item_pointer(context, builder, valty, val, [pos],
+                                              wraparound=False)
+            builder.store(builder.call(squeeze, [v, lit, ir.Constant(b64, None)]),
+                          builder.bitcast(target, b64.as_pointer()), align=1)
+            squeeze16 = function(builder, "llvm.experimental.vector.compress.v32i16", w32,
+                                 [w32, m32, w32])
+            # Counts from the mask as a scalar: popcnt on general registers (a vector popcount
+            # would reload the mask through memory and stall).
+            popcount = function(builder, "llvm.ctpop.i64", i64, [i64])
+            bits = builder.bitcast(lit, i64)
+            low = builder.call(popcount, [builder.and_(bits, i64(0xFFFFFFFF))])
+            first = splat(builder, builder.trunc(start, i16), w32)
+            for half, offset in ((0, i64(0)), (1, low)):  # indices need 16 bits: 2 x 32 lanes
+                mask = builder.shuffle_vector(
+                    lit, ir.Constant(m64, None),
+                    ir.Constant(ir.VectorType(i32, 32), list(range(32 * half, 32 * half + 32))))
+                iota = builder.add(first, ir.Constant(w32, [i16(32 * half + k)
+                                                            for k in range(32)]))
+                target = cgutils.get_item_pointer(context, builder, idxty, idx,
+                                                  [builder.add(pos, offset)], wraparound=False)
+                builder.store(builder.call(squeeze16, [iota, mask, ir.Constant(w32, None)]),
+                              builder.bitcast(target, w32.as_pointer()), align=1)
+            return builder.call(popcount, [bits])
+
+        return numba.types.int64(images, row, start, length, values, indices, pos), codegen
+
+    return compress64
+
+
 @functools.cache
 def _kernels() -> SimpleNamespace:
     """The numba kernels, compiled on first use (then loaded from numba's cache)."""
@@ -1071,13 +1141,13 @@ def _kernels() -> SimpleNamespace:
     # Images arrive read-only (straight from the data files) or not: typed read-only always,
     # via _readonly, so each kernel is compiled once.
     u8m = T.Array(T.uint8, 2, "C", readonly=True)
-    u64m = T.Array(T.uint64, 2, "C", readonly=True)
     f32v, f32m, f32b = T.float32[::1], T.float32[:, ::1], T.float32[:, :, ::1]
     f64v, i64v = T.float64[::1], T.int64[::1]
     with _slp_vectorize(numba):
         # Callees first: numba resolves them as compiled globals of this module. (This runs
         # once per process: _kernels is cached.)
         setattr(module, "_nb_prefetch", _prefetch_intrinsic(numba))  # noqa: B010
+        setattr(module, "_nb_compress64", _compress_intrinsic(numba))  # noqa: B010
         for name in _HELPERS:
             setattr(module, name, jit(getattr(module, name)))
         prepare = module._nb_prepare
@@ -1089,7 +1159,7 @@ def _kernels() -> SimpleNamespace:
                              f64v, i64v, f32v, f32v, T.int64, f32v, f32v, f64v, T.int64,
                              T.float64, T.float64, f32b, f32b, T.boolean, f64v,
                              f64v))(_nb_train),
-            logits=jit(T.void(u64m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m,
+            logits=jit(T.void(u8m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m,
                               i64v))(_nb_logits),
         )
 
@@ -1173,10 +1243,10 @@ def make_engine(backend: str, params: Params, optimizer: Optimizer, images: np.n
 class Predictor:
     """Fast predictions from uint8 images for fixed parameters.
 
-    With numba (one hidden layer, float32, inputs a multiple of 8), each image is read straight
-    from its uint8 pixels, 8 at a time, skipping all-zero runs; otherwise the reference forward
-    pass runs in blocks. ``predict`` is the argmax of the logits, which is the argmax of the
-    probabilities (softmax keeps the order).
+    With numba (one hidden layer, float32, uint8 images), each image's non-zero pixels are
+    gathered by vector compress and the first layer runs over them alone; otherwise the
+    reference forward pass runs in blocks. ``predict`` is the argmax of the logits, which is the
+    argmax of the probabilities (softmax keeps the order).
 
     Parameters
     ----------
@@ -1192,8 +1262,6 @@ class Predictor:
         self.preprocessing = preprocessing or Preprocessing()
         sizes = params.sizes
         name = resolve_backend(backend, len(sizes) - 2, params.dtype.name, sizes[0])
-        if name == "numba" and sizes[0] % 8:
-            name = "numpy"
         self.backend = "numpy" if name == "reference" else name
         if self.backend == "numba":
             self._kernels = _kernels()
@@ -1208,23 +1276,27 @@ class Predictor:
             self._W2 = np.ascontiguousarray(params.W[1], np.float32)
             self._b2 = np.ascontiguousarray(params.b[1], np.float32)
 
-    def _words(self, images: np.ndarray) -> np.ndarray | None:
-        """The images as uint64 words (n, n_in / 8), or None when they are not uint8."""
+    def _pixels(self, images: np.ndarray) -> np.ndarray | None:
+        """The images as uint8 rows (n, n_in) for the kernel, or None when not uint8."""
         images = np.asarray(images)
         if images.dtype != np.uint8:
             return None
-        return _readonly(np.ascontiguousarray(images.reshape(len(images), -1)).view(np.uint64))
+        pixels = np.ascontiguousarray(images.reshape(len(images), -1))
+        if pixels.shape[1] != self.params.sizes[0]:
+            raise ValueError(f"images of {pixels.shape[1]} pixels; the network takes "
+                             f"{self.params.sizes[0]}")
+        return _readonly(pixels)
 
     def logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Output-layer inputs Z2 (n, n_classes) and their argmax (n,)."""
-        words = self._words(images) if self.backend == "numba" else None
-        if words is None:
+        pixels = self._pixels(images) if self.backend == "numba" else None
+        if pixels is None:
             Z = self._reference(images, probabilities=False)
             return Z, np.argmax(Z, axis=1)
-        n = len(words)
+        n = len(pixels)
         Z = np.empty((n, self.params.sizes[-1]), np.float32)
         labels = np.empty(n, np.int64)
-        self._kernels.logits(words, self._W1p, self._cb1, self._a, self.params.sizes[1],
+        self._kernels.logits(pixels, self._W1p, self._cb1, self._a, self.params.sizes[1],
                              self._W2, self._b2, Z, labels)
         return Z, labels
 
