@@ -102,11 +102,11 @@ def test_augment_is_checked():
         training.make_config("default", augment=float("nan"))
 
 
-def test_presets_best_and_robust_keep_the_seed_architecture():
-    for preset in ("best", "robust"):
+def test_every_preset_keeps_the_seed_architecture():
+    for preset in training.PRESETS:
         config = training.make_config(preset)
         assert (config.hidden, config.layers) == (10, 1)
-    assert training.make_config("robust").augment > 0 == training.make_config("best").augment
+    assert training.make_config("best").augment > 0 == training.make_config("default").augment
 
 
 # --------------------------------------------------------------------------------------------

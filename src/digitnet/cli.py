@@ -212,7 +212,7 @@ def _train_progress(total: int, quiet: bool, by_step: bool = False):
 @app.command()
 def train(
     preset: Annotated[str, typer.Option(
-        help="seed (the original notebook), default, best or robust.")] = "default",
+        help="seed (the original notebook), default or best.")] = "default",
     hidden: Annotated[int | None, typer.Option(help="Units in each hidden layer.")] = None,
     layers: Annotated[int | None, typer.Option(help="Number of hidden layers.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training set.")] = None,
