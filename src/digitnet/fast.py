@@ -245,45 +245,48 @@ class Engine:
 
 
 class NumpyEngine(Engine):
-    """The reference math with preallocated buffers, in place; any depth and dtype."""
+    """The reference math with preallocated buffers, in place; any depth and dtype.
+
+    A batch larger than :attr:`CHUNK` rows (the full batch of the seed preset) is computed a
+    chunk at a time from the uint8 images, its gradient summed over the chunks: a chunk's
+    float input stays in the cache between the forward and the backward matmul, and no float
+    copy of the whole training set is made.
+    """
 
     name = "numpy"
-    CHUNK = 4096  # rows gathered at a time: a large batch is converted through a small buffer
+    CHUNK = 512  # rows of float input at a time: 1.6 MB for MNIST
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        B, dtype = self.batch_size, self.flat.dtype
+        C, dtype = min(self.batch_size, self.CHUNK), self.flat.dtype
         sizes = self.params.sizes
-        self._raw = np.empty((min(B, self.CHUNK), sizes[0]), self.images.dtype)
-        self._x = np.empty((B, sizes[0]), dtype)
-        self._z = [np.empty((B, w), dtype) for w in sizes[1:]]
-        self._a = [np.empty((B, w), dtype) for w in sizes[1:]]
-        self._dz = [np.empty((B, w), dtype) for w in sizes[1:]]
-        self._y = np.empty((B, self.n_classes), dtype)
-        self._tmp = np.empty((B, self.n_classes), dtype)
-        self._row = np.empty((B, 1), dtype)
-        self._pred = np.empty(B, np.intp)
-        self._hit = np.empty(B, bool)
+        self._raw = np.empty((C, sizes[0]), self.images.dtype)
+        self._x = np.empty((C, sizes[0]), dtype)
+        self._z = [np.empty((C, w), dtype) for w in sizes[1:]]
+        self._a = [np.empty((C, w), dtype) for w in sizes[1:]]
+        self._dz = [np.empty((C, w), dtype) for w in sizes[1:]]
+        self._y = np.empty((C, self.n_classes), dtype)
+        self._tmp = np.empty((C, self.n_classes), dtype)
+        self._row = np.empty((C, 1), dtype)
+        self._pred = np.empty(C, np.intp)
+        self._hit = np.empty(C, bool)
         self._work = np.empty_like(self.flat.theta)
+        self._part = np.empty_like(self.flat.theta)  # one chunk's gradients, to be summed
+        dW, db = self.flat.gradients.dW, self.flat.gradients.db
+        part = self.flat.views(self._part)
+        self._into = ((dW, db), (part[:len(dW)], part[len(dW):]))
         self._scale = dtype.type(self.preprocessing.scale / self.preprocessing.std)
         self._shift = dtype.type(self.preprocessing.mean / self.preprocessing.std)
-        self._loaded: np.ndarray | None = None
 
     def _load(self, rows: np.ndarray) -> np.ndarray:
-        """The batch's network input in the float buffer: (pixels * scale - mean) / std,
-        as :meth:`Preprocessing.apply` computes it."""
+        """The rows' network input in the float buffer: (pixels * scale - mean) / std, as
+        :meth:`Preprocessing.apply` computes it."""
         m = len(rows)
-        X = self._x[:m]
-        if self._loaded is rows:  # the full batch, converted once
-            return X
-        for start in range(0, m, self.CHUNK):
-            part = rows[start:start + self.CHUNK]
-            raw, out = self._raw[:len(part)], X[start:start + len(part)]
-            np.take(self.images, part, axis=0, out=raw)
-            np.multiply(raw, self._scale, out=out, dtype=X.dtype)
+        X, raw = self._x[:m], self._raw[:m]
+        np.take(self.images, rows, axis=0, out=raw)
+        np.multiply(raw, self._scale, out=X, dtype=X.dtype)
         if self._shift:
             X -= self._shift
-        self._loaded = rows if m == len(self._x) else None
         return X
 
     def _targets(self, rows: np.ndarray) -> np.ndarray:
@@ -316,34 +319,54 @@ class NumpyEngine(Engine):
         P /= row
         return P
 
-    def _data_loss(self, P: np.ndarray, Y: np.ndarray) -> float:
-        """Mean cross-entropy, as :func:`network.cross_entropy` (without the L2 penalty)."""
+    def _cross_entropy_sum(self, P: np.ndarray, Y: np.ndarray) -> float:
+        """Summed cross-entropy of the rows, clipped as :func:`network.cross_entropy`."""
         T = self._tmp[:len(P)]
         np.clip(P, 1e-12, 1.0, out=T)
         np.log(T, out=T)
         T *= Y
-        return -float(T.sum()) / len(P)
+        return -float(T.sum())
 
-    def _backward(self, X: np.ndarray, P: np.ndarray, Y: np.ndarray) -> None:
-        m = len(X)
-        W, (dW, db) = self.params.W, (self.flat.gradients.dW, self.flat.gradients.db)
-        dZ = self._dz[-1][:m]
+    def _backward(self, X: np.ndarray, P: np.ndarray, Y: np.ndarray, m: int,
+                  into: int) -> None:
+        """The chunk's share of the gradients of the mean loss over a batch of m rows, written
+        into the gradients (into=0) or into the chunk buffer (into=1)."""
+        n = len(X)
+        W, (dW, db) = self.params.W, self._into[into]
+        dZ = self._dz[-1][:n]
         np.subtract(P, Y, out=dZ)  # softmax paired with cross-entropy: dZ = A - Y
         dZ *= 1 / m                # the mean over the batch, once for every gradient below
         for layer in range(len(W) - 1, -1, -1):
-            A = self._a[layer - 1][:m] if layer else X
+            A = self._a[layer - 1][:n] if layer else X
             np.matmul(A.T, dZ, out=dW[layer])
             np.sum(dZ, axis=0, out=db[layer])
             if layer:
-                below = self._dz[layer - 1][:m]
+                below = self._dz[layer - 1][:n]
                 np.matmul(dZ, W[layer].T, out=below)
                 below *= A > 0      # relu'(Z) is 1 exactly where relu(Z) = A > 0
                 dZ = below
+
+    def _batch(self, rows: np.ndarray) -> tuple[float, int]:
+        """Gradients of the batch's mean loss (with L2) into the flat gradient, chunk by chunk.
+        Returns the mean data loss and the number of correct predictions."""
+        m, C = len(rows), len(self._x)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, m, C):
+            part = rows[start:start + C]
+            X = self._load(part)
+            Y = self._targets(part)
+            P = self._forward(X)
+            loss_sum += self._cross_entropy_sum(P, Y)
+            correct += self._count(P, part)
+            self._backward(X, P, Y, m, 0 if start == 0 else 1)
+            if start:
+                self.flat.grad += self._part
         if self.l2:
             nw = self.flat.n_weights
             work = self._work[:nw]
             np.multiply(self.flat.theta[:nw], self.l2, out=work)
             self.flat.grad[:nw] += work
+        return loss_sum / m, correct
 
     def _update(self, lr: float) -> None:
         f, g, work = self.flat, self.flat.grad, self._work
@@ -386,14 +409,11 @@ class NumpyEngine(Engine):
         B = self.batch_size
         for s, lr in enumerate(lrs):
             rows = order if B >= len(order) else order[s * B:(s + 1) * B]
-            X = self._load(rows)
-            Y = self._targets(rows)
-            P = self._forward(X)
-            data_loss = self._data_loss(P, Y)
-            loss = data_loss + self.flat.penalty(self.l2)
-            out.correct += self._count(P, rows)
-            self._backward(X, P, Y)
+            penalty = self.flat.penalty(self.l2)  # of the weights the batch sees
+            data_loss, correct = self._batch(rows)
+            loss = data_loss + penalty
             self._update(float(lr))
+            out.correct += correct
             out.loss_sum += loss * len(rows)
             out.seen += len(rows)
             out.steps += 1
@@ -404,15 +424,9 @@ class NumpyEngine(Engine):
         return out
 
     def gradients(self, rows: np.ndarray) -> tuple[float, Gradients]:
-        rows = np.asarray(rows)
-        self._loaded = None
-        X = self._load(rows)
-        Y = self._targets(rows)
-        P = self._forward(X)
-        loss = self._data_loss(P, Y) + self.flat.penalty(self.l2)
-        self._backward(X, P, Y)
-        self._loaded = None
-        return loss, _copy(self.flat.gradients)
+        penalty = self.flat.penalty(self.l2)
+        data_loss, _ = self._batch(np.asarray(rows))
+        return data_loss + penalty, _copy(self.flat.gradients)
 
 
 def _copy(grads: Gradients) -> Gradients:
