@@ -541,7 +541,7 @@ def machine(threads: int) -> dict[str, Any]:
     for name in ("numba", "sklearn", "torch"):
         if importlib.util.find_spec(name) is not None:
             info[name] = __import__(name).__version__
-    info["backend"] = fast.resolve_backend(None)
+    info["backend"] = FAST  # what the digitnet rows use (training picks by run length)
     return info
 
 
