@@ -190,23 +190,34 @@ def _decompress(data: bytes, source: str) -> bytes:
     return _gunzip(data, source)
 
 
-def _gunzip(data: bytes, source: str) -> bytes:
+def _gunzip(data: bytes, source: str) -> bytes | bytearray:
     if data[:2] != _GZIP_MAGIC:
         return data
-    chunks, size = [], 0
+    # Inflate into one buffer sized from the gzip trailer (ISIZE), not into chunks joined at the
+    # end: the 47 MB training images are then held once, not twice. One spare byte tells
+    # whether more follows than the trailer said (several members, or a lie); then it grows.
+    hint = int.from_bytes(data[-4:], "little") if len(data) >= 18 else 0
+    out = bytearray(min(hint, MAX_FILE_BYTES) + 1)
+    size = 0
     try:
-        # In chunks, so that a small file that inflates without end is stopped at the limit.
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
-            while chunk := f.read(1 << 24):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_FILE_BYTES:
-                    raise DataError(f"{source}: decompresses to more than {_size(MAX_FILE_BYTES)}"
-                                    "; not an MNIST-format file")
+            while True:
+                if size == len(out):
+                    # Growing in steps, so a small file that inflates without end stops here.
+                    if size > MAX_FILE_BYTES:
+                        raise DataError(f"{source}: decompresses to more than "
+                                        f"{_size(MAX_FILE_BYTES)}; not an MNIST-format file")
+                    out.extend(bytes(min(max(size, 1 << 20), 1 << 24)))
+                with memoryview(out) as view:
+                    n = f.readinto(view[size:])
+                if n == 0:
+                    break
+                size += n
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{source}: damaged gzip file ({exc}); delete it and fetch it again") \
             from None
-    return b"".join(chunks)
+    del out[size:]
+    return out
 
 
 def _size(n: int) -> str:

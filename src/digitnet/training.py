@@ -92,8 +92,8 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "augment": (0, 3, True),
 }
 _REALS = ("lr", "momentum", "l2", "label_smoothing", "augment")  # the others count things
-_CHOICES = {"dataset": ("mnist", "fashion-mnist"), "init": network.INITS,
-            "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "dtype": ("float32", "float64")}
+_CHOICES = {"init": network.INITS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
+            "dtype": ("float32", "float64")}
 
 
 def _check(config: TrainConfig) -> TrainConfig:
