@@ -197,7 +197,8 @@ def _gunzip(data: bytes, source: str) -> bytes | bytearray:
     # end: the 47 MB training images are then held once, not twice. One spare byte tells
     # whether more follows than the trailer said (several members, or a lie); then it grows.
     hint = int.from_bytes(data[-4:], "little") if len(data) >= 18 else 0
-    out = bytearray(min(hint, MAX_FILE_BYTES) + 1)
+    # deflate shrinks by at most 1032:1, so a larger claim is a lie not worth allocating for
+    out = bytearray(min(hint, 1032 * len(data), MAX_FILE_BYTES) + 1)
     size = 0
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
