@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -24,7 +23,7 @@ from typer.core import TyperGroup
 try:  # typer 0.2x parses with its own copy of click
     from typer._click.exceptions import UsageError
 except ImportError:
-    from click.exceptions import UsageError
+    from click.exceptions import UsageError  # type: ignore[assignment]
 
 from digitnet import __version__
 from digitnet.errors import DigitnetError
@@ -33,7 +32,7 @@ from digitnet.errors import DigitnetError
 class _Group(TyperGroup):
     """Turns the errors digitnet raises on purpose into one line on stderr and exit 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except DigitnetError as exc:
@@ -99,7 +98,7 @@ class RichDownloadBar:
 
         self.total = 0
         self._progress = Progress(console=err_console, transient=True)
-        self._task = None
+        self._task: Any = None
 
     def update(self, n: int) -> None:
         if self._task is None:  # pooch reuses the object for each file it fetches
@@ -310,7 +309,7 @@ def train(
 class _StopSignals:
     """SIGINT and SIGTERM ask training to stop after its epoch; a second one stops at once."""
 
-    CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+    CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
     def __init__(self) -> None:
         self.signal: int | None = None
@@ -437,7 +436,9 @@ def predict(
     n_classes = model.sizes[-1]
     if not 1 <= top <= n_classes:
         fail(f"--top {top} is out of range; it must be between 1 and {n_classes}")
-    inputs, names, truths = [], [], []
+    inputs: list[np.ndarray] = []
+    names: list[str] = []
+    truths: list[int | None] = []
     if dataset is not None or index is not None:
         if images:
             fail("give image files or --dataset/--index, not both")
@@ -473,10 +474,11 @@ def predict(
         p = np.asarray(result["probabilities"])
         best = np.argsort(-p)[:top]
         shown = ", ".join(f"{class_names[k]} {p[k]:.1%}" for k in best)
-        truth = f" (true: {class_names[result['true_label']]})" if "true_label" in result else ""
+        truth_label = result.get("true_label")
+        truth_text = f" (true: {class_names[truth_label]})" if truth_label is not None else ""
         # Text, not markup: file and class names are shown as they are
         console.print(Text.assemble(f"{result['file']}: ", (class_names[result["label"]], "bold"),
-                                    f"{truth}  ", (shown, "dim")), highlight=False)
+                                    f"{truth_text}  ", (shown, "dim")), highlight=False)
 
 
 @app.command()

@@ -180,7 +180,7 @@ _IDX_DTYPES: dict[int, np.dtype[Any]] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _decompress(data: bytes, source: str) -> bytes:
+def _decompress(data: bytes, source: str) -> bytes | bytearray:
     """Decompress a file's bytes if they are gzip; a file named .gz must be."""
     if not data:
         raise DataError(f"{source}: empty file")
@@ -190,7 +190,7 @@ def _decompress(data: bytes, source: str) -> bytes:
     return _gunzip(data, source)
 
 
-def _gunzip(data: bytes, source: str) -> bytes | bytearray:
+def _gunzip(data: bytes | bytearray, source: str) -> bytes | bytearray:
     if data[:2] != _GZIP_MAGIC:
         return data
     # Inflate into one buffer sized from the gzip trailer (ISIZE), not into chunks joined at the
@@ -225,7 +225,7 @@ def _size(n: int) -> str:
     return f"{n / 2**30:g} GiB" if n >= 2**30 else f"{n / 2**20:g} MiB"
 
 
-def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
+def parse_idx(data: bytes | bytearray, source: str = "<bytes>") -> np.ndarray:
     """Parse the bytes of an IDX file (raw or gzip-compressed) into an array.
 
     Everything the header claims is checked: the magic number, the type byte, the number of
@@ -388,7 +388,7 @@ def _write_memo(memo: dict[str, str]) -> None:
         pass
 
 
-def _verify(path: Path, key: str, content: bytes, expected: str, title: str) -> str:
+def _verify(path: Path, key: str, content: bytes | bytearray, expected: str, title: str) -> str:
     """Check ``content`` (read from ``path``, memo ``key``) against the published SHA-256."""
     memo = _read_memo()
     if memo.get(key) == expected:
@@ -622,7 +622,9 @@ def load_split(
 # Other formats: CSV, npz, single IDX files
 
 
-def parse_csv(data: bytes, source: str = "<bytes>") -> tuple[np.ndarray, np.ndarray | None]:
+def parse_csv(
+    data: bytes | bytearray, source: str = "<bytes>"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Parse an MNIST CSV: Kaggle's (with a header) or headerless ``label,784 pixels``.
 
     A Kaggle ``test.csv`` (header ``pixel0..pixel783``, no label) gives images only, and so does

@@ -210,7 +210,8 @@ def _params(data: bytes, sizes: list[int], source: str) -> Params:
         arrays = st_load(data)
     except (SafetensorError, ValueError, TypeError, OverflowError) as exc:
         raise ModelFileError(f"{source}: damaged safetensors data ({exc})") from None
-    W, b = [], []
+    W: list[np.ndarray] = []
+    b: list[np.ndarray] = []
     for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False), start=1):
         for name, shape, out in ((f"W{layer}", (fan_in, fan_out), W),
                                  (f"b{layer}", (fan_out,), b)):

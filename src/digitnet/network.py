@@ -177,8 +177,9 @@ def forward(params: Params, X: np.ndarray) -> Forward:
     A = [X]
     last = len(params.W)
     for layer, (W, b) in enumerate(zip(params.W, params.b, strict=True), start=1):
-        Z.append(A[-1] @ W + b)                 # Z1 = X @ W1 + b1, Z2 = A1 @ W2 + b2
-        A.append(relu(Z[layer]) if layer < last else softmax(Z[layer]))  # A1 = relu(Z1), ...
+        Z_l = A[-1] @ W + b                     # Z1 = X @ W1 + b1, Z2 = A1 @ W2 + b2
+        Z.append(Z_l)
+        A.append(relu(Z_l) if layer < last else softmax(Z_l))  # A1 = relu(Z1), A2 = softmax(Z2)
     return Forward(Z, A)
 
 

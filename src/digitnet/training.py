@@ -107,7 +107,7 @@ def _check(config: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{name} = {value!r} is not {'a whole' if whole else 'a'} number")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{name} = {value} is not a finite number")
-        if value < low or (value == low and not low_ok) or value > high:
+        if value < low or (value == low and not low_ok) or value > high:  # type: ignore[operator]
             lower = f">= {low:g}" if low_ok else f"> {low:g}"
             raise ConfigError(f"{name} = {value:g} is out of range; it must be {lower} and "
                               f"<= {high:g}")
