@@ -209,8 +209,8 @@ def _gunzip(data: bytes | bytearray, source: str) -> bytes | bytearray:
                         raise DataError(f"{source}: decompresses to more than "
                                         f"{_size(MAX_FILE_BYTES)}; not an MNIST-format file")
                     out.extend(bytes(min(max(size, 1 << 20), 1 << 24)))
-                with memoryview(out) as view:
-                    n = f.readinto(view[size:])
+                with memoryview(out) as view:  # 1 MiB at a time: readinto copies via bytes
+                    n = f.readinto(view[size:size + (1 << 20)])
                 if n == 0:
                     break
                 size += n
