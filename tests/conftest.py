@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,3 +47,32 @@ def mnist_dir() -> Path:
     if not (root / "mnist").is_dir():
         pytest.skip(f"real MNIST not available: DIGITNET_DATA={root} holds no mnist/ folder")
     return root
+
+
+@contextmanager
+def _serving(app) -> Iterator[tuple[str, int]]:
+    """Serve ``app`` with uvicorn in a thread on a free port of 127.0.0.1; yields the address."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(1000):
+        if server.started or not thread.is_alive():
+            break
+        time.sleep(0.01)
+    assert server.started, "the server did not start"
+    try:
+        yield sock.getsockname()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def serving() -> Callable[..., AbstractContextManager[tuple[str, int]]]:
+    """``with serving(app) as (host, port):`` runs an app on 127.0.0.1 for the block."""
+    return _serving

@@ -8,11 +8,7 @@ drawing is saved under ``artifacts/`` at the top of the repository (git ignores 
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,28 +33,6 @@ from digitnet import datasets, training  # noqa: E402
 from digitnet.web.app import create_app  # noqa: E402
 
 
-@contextmanager
-def running(app) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread on a free port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(1000):
-        if server.started or not thread.is_alive():
-            break
-        time.sleep(0.01)
-    assert server.started, "the server did not start"
-    host, port = sock.getsockname()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 @pytest.fixture(scope="module")
 def mnist_model(mnist_dir):
     return training.train_on_dataset(training.make_config("default"), mnist_dir,
@@ -66,10 +40,10 @@ def mnist_model(mnist_dir):
 
 
 @pytest.fixture(scope="module")
-def base_url(mnist_model, mnist_dir) -> Iterator[str]:
+def base_url(mnist_model, mnist_dir, serving) -> Iterator[str]:
     samples = datasets.load("mnist", "test", mnist_dir, download=False)
-    with running(create_app(mnist_model, samples)) as url:
-        yield url
+    with serving(create_app(mnist_model, samples)) as (host, port):
+        yield f"http://{host}:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +184,9 @@ def test_drawing_with_a_finger(browser, base_url):
     context.close()
 
 
-def test_without_test_digits_the_page_hides_the_button(browser, mnist_model):
-    with running(create_app(mnist_model)) as url:
+def test_without_test_digits_the_page_hides_the_button(browser, mnist_model, serving):
+    with serving(create_app(mnist_model)) as (host, port):
+        url = f"http://{host}:{port}"
         page = browser.new_page()
         page.goto(url + "/")
         page.wait_for_function("document.body.dataset.ready === '1'")

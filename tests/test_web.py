@@ -8,10 +8,6 @@ import io
 import json
 import logging
 import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -367,29 +363,6 @@ def test_serve_refuses_a_bad_port(tmp_path: Path, no_uvicorn):
 # -- a real server ----------------------------------------------------------------------------
 
 
-@contextmanager
-def running(app) -> Iterator[tuple[str, int]]:
-    """Serve ``app`` with uvicorn in a thread on a free port of 127.0.0.1."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(1000):
-        if server.started or not thread.is_alive():
-            break
-        time.sleep(0.01)
-    assert server.started, "the server did not start"
-    try:
-        yield sock.getsockname()
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 def stalled_upload(address: tuple[str, int]) -> socket.socket:
     """A client that sends headers and part of a body, then stops."""
     slow = socket.create_connection(address, timeout=10)
@@ -399,8 +372,8 @@ def stalled_upload(address: tuple[str, int]) -> socket.socket:
     return slow
 
 
-def test_a_stalled_client_does_not_hold_up_others():
-    with running(web.create_app(random_model())) as (host, port):
+def test_a_stalled_client_does_not_hold_up_others(serving):
+    with serving(web.create_app(random_model())) as (host, port):
         slow = stalled_upload((host, port))
         try:
             with httpx.Client(base_url=f"http://{host}:{port}", timeout=10) as others:
@@ -413,8 +386,8 @@ def test_a_stalled_client_does_not_hold_up_others():
             slow.close()
 
 
-def test_a_stalled_upload_is_answered_408():
-    with running(web.create_app(random_model(), body_timeout=0.2)) as address:
+def test_a_stalled_upload_is_answered_408(serving):
+    with serving(web.create_app(random_model(), body_timeout=0.2)) as address:
         slow = stalled_upload(address)
         reply = b""
         try:
