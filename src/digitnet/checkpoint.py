@@ -98,15 +98,10 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
+    from digitnet.modelfile import read_bytes
+
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such checkpoint") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a directory, expected a checkpoint file") from None
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    data = read_bytes(path, "checkpoint")
     try:
         n = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + n]) if 8 + n <= len(data) else None

@@ -341,6 +341,11 @@ class _StopSignals:
         return "interrupted" if self.signal == signal.SIGINT else "terminated"
 
 
+def _check_split(split: str) -> None:
+    if split not in ("train", "test"):
+        fail(f"unknown split {split!r}; choose 'train' or 'test'")
+
+
 def _load_model(path: Path):
     from digitnet import modelfile
 
@@ -381,8 +386,7 @@ def evaluate(
     """Accuracy, per-class precision/recall/F1 and the confusion matrix of a model."""
     from digitnet import metrics
 
-    if split not in ("train", "test"):
-        fail(f"unknown split {split!r}; choose 'train' or 'test'")
+    _check_split(split)
     model = _load_model(model_path)
     _check_takes_digits(model, model_path)
     images, labels = _labelled_data(dataset, split, data_dir)
@@ -429,8 +433,7 @@ def predict(
 
     from digitnet import imaging
 
-    if split not in ("train", "test"):
-        fail(f"unknown split {split!r}; choose 'train' or 'test'")
+    _check_split(split)
     model = _load_model(model_path)
     _check_takes_digits(model, model_path)
     n_classes = model.sizes[-1]
@@ -599,8 +602,7 @@ def report(
     as_json: Json = False,
 ) -> None:
     """Figures of what the network learned and a self-contained HTML report."""
-    if split not in ("train", "test"):
-        fail(f"unknown split {split!r}; choose 'train' or 'test'")
+    _check_split(split)
     if out.exists() and not out.is_dir():
         fail(f"{out}: is a file; give a folder for the report")
     try:

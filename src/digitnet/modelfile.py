@@ -106,6 +106,18 @@ def load(path: str | Path) -> Model:
         metrics, history, dataset hashes).
     """
     path = Path(path)
+    return from_bytes(read_bytes(path), str(path))
+
+
+def read_bytes(path: Path, what: str = "model file") -> bytes:
+    """The bytes of a model or checkpoint file, refusing what cannot be one before reading.
+
+    Raises
+    ------
+    ModelFileError
+        If ``path`` is missing, a folder, not a regular file, too large or unreadable; the
+        message calls the file ``what``.
+    """
     try:
         st = path.stat()  # before opening: opening a FIFO blocks, a device never ends
         if stat.S_ISDIR(st.st_mode):
@@ -114,15 +126,14 @@ def load(path: str | Path) -> Model:
             raise ModelFileError(f"{path}: is not a regular file")
         size = st.st_size
         if size > MAX_BYTES:
-            raise ModelFileError(f"{path}: {size:,} bytes is too large for a digitnet model")
-        data = path.read_bytes()
+            raise ModelFileError(f"{path}: {size:,} bytes is too large for a digitnet {what}")
+        return path.read_bytes()
     except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such model file") from None
+        raise ModelFileError(f"{path}: no such {what}") from None
     except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a directory, expected a model file") from None
+        raise ModelFileError(f"{path}: is a directory, expected a {what}") from None
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    return from_bytes(data, str(path))
 
 
 # Files people mistake for model files, by their first bytes.
