@@ -1,0 +1,469 @@
+"""Training runs started from the drawing page: one at a time, in a worker thread, as events.
+
+A run trains with :class:`digitnet.training.Trainer` in a daemon thread, with BLAS on one
+thread, so the server's event loop keeps answering ``/api/predict`` meanwhile. What the run
+does is kept as a list of events, each already encoded as JSON text:
+
+``start``
+    The checked config, the planned steps and the learning-rate schedule over them.
+``epoch``
+    Progress: epoch, step, total_steps, loss, train_accuracy, val_loss, val_accuracy, lr and
+    seconds (elapsed in this run). One per epoch; for full-batch runs one every 10 iterations.
+``units``
+    The first hidden layer's incoming weights (the first :data:`TILES` units), after each
+    ``epoch`` event. Only the latest is kept: a client that joins late sees today's weights.
+``done`` / ``stopped`` / ``error``
+    One closing event: the final metrics (``test_accuracy`` included), or a one-line message.
+
+A client that connects late replays the kept events, then follows the live ones
+(:meth:`Run.follow`). A run whose every client has gone away for ``abandon_after`` seconds is
+stopped, so a closed tab does not leave the server training; a run no client ever watched (a
+script that will fetch the model) goes on to its end, which the :class:`Limits` keep short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitnet import datasets, training
+from digitnet.errors import ConfigError, DigitnetError
+from digitnet.model import Model
+from digitnet.optim import Schedule
+
+__all__ = ["Limits", "TrainSettings", "RunRefused", "Run", "RunManager", "TILES", "CLOSING"]
+
+log = logging.getLogger("digitnet.web")
+
+TILES = 16
+"""Hidden units whose weights the ``units`` events carry (the page's tiles)."""
+CLOSING = ("done", "stopped", "error")
+FULL_BATCH_EVERY = 10
+"""A full-batch run reports every this many iterations."""
+SCHEDULE_POINTS = 100
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The largest run the page may start, so one run cannot hold the server for hours."""
+
+    hidden: int = 256            # units in each hidden layer
+    layers: int = 3              # hidden layers
+    epochs: int = 100            # passes over the training images
+    iterations: int = 2_000      # gradient steps, when given instead of epochs
+    val_size: int = 10_000       # held-out images
+    work: float = 1e12           # examples x weights a run may push through the network,
+                                 # about three minutes of one core
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How (and whether) a server trains."""
+
+    allowed: bool = True
+    reason: str = ""                  # why training is off, as the page shows it
+    data_dir: Path | None = None      # where to look for the dataset first
+    limits: Limits = field(default_factory=Limits)
+    keep: int = 5                     # finished runs kept, with their models
+    abandon_after: float = 15.0       # seconds without a client before a watched run stops
+
+
+class RunRefused(Exception):
+    """A request about runs that is refused with ``status``; ``field`` names a bad option."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def _json(value: Any) -> str:
+    return json.dumps(_finite(value), separators=(",", ":"), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats as None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+@dataclass
+class _Data:
+    """A dataset's two splits as the runs need them."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: list[str]
+    hashes: dict[str, Any]
+
+
+class Run:
+    """One training run: its config, its events, its model once it has ended."""
+
+    def __init__(self, run_id: str, config: training.TrainConfig, abandon_after: float) -> None:
+        self.id = run_id
+        self.config = config
+        self.state = "running"            # then one of CLOSING
+        self.model: Model | None = None
+        self.abandon_after = abandon_after
+        self._events: list[tuple[str, str | None]] = []   # (kind, JSON); None: superseded
+        self._last_units: int | None = None
+        self._lock = threading.Lock()
+        self._wakers: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._stop = threading.Event()
+        self.stop_reason = "stopped on request"
+        self._watched = False
+        self._left_at: float | None = None   # when the last client went away
+        self.thread: threading.Thread | None = None
+
+    # -- the worker's side ------------------------------------------------------------------
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        text = _json(data)
+        with self._lock:
+            if kind == "units":
+                if self._last_units is not None:
+                    self._events[self._last_units] = ("units", None)
+                self._last_units = len(self._events)
+            self._events.append((kind, text))
+            if kind in CLOSING:
+                self.state = kind
+            wakers = list(self._wakers)
+        for loop, event in wakers:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that client's loop has closed: it is gone
+                pass
+
+    def should_stop(self) -> bool:
+        """Whether the run was asked to stop, or has been left with no one watching."""
+        if not self._stop.is_set() and self._abandoned():
+            self.stop_reason = (f"stopped: no page has watched it for "
+                                f"{self.abandon_after:g} seconds")
+            self._stop.set()
+        return self._stop.is_set()
+
+    def _abandoned(self) -> bool:
+        with self._lock:
+            left = self._left_at if self._watched and not self._wakers else None
+        return left is not None and time.monotonic() - left >= self.abandon_after
+
+    # -- the server's side ------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def stop(self) -> None:
+        """Ask the run to stop; it ends at the next epoch (or 10 full-batch steps)."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    async def follow(self, after: int = -1) -> AsyncIterator[tuple[int, str, str]]:
+        """``(index, kind, JSON)`` of every event after ``after``, kept ones first, then live
+        ones as they happen, until the closing event."""
+        loop = asyncio.get_running_loop()
+        waker = (loop, asyncio.Event())
+        with self._lock:
+            self._wakers.add(waker)
+            self._watched = True
+        try:
+            index = after + 1
+            while True:
+                waker[1].clear()
+                with self._lock:
+                    pending = list(enumerate(self._events[index:], start=index))
+                for i, (kind, text) in pending:
+                    index = i + 1
+                    if text is None:
+                        continue
+                    yield i, kind, text
+                    if kind in CLOSING:
+                        return
+                if not pending:
+                    await waker[1].wait()
+        finally:
+            with self._lock:
+                self._wakers.discard(waker)
+                if not self._wakers:
+                    self._left_at = time.monotonic()
+
+
+class RunManager:
+    """Starts runs one at a time and keeps the last few, found by their random ids."""
+
+    def __init__(self, settings: TrainSettings) -> None:
+        self.settings = settings
+        self._runs: dict[str, Run] = {}
+        self._lock = threading.Lock()
+        self._data: dict[str, _Data] = {}
+        self._data_lock = threading.Lock()
+        self._closed = False
+
+    # -- asking about the server ------------------------------------------------------------
+
+    def missing_data(self, dataset: str = "mnist") -> str | None:
+        """Why ``dataset`` cannot be trained on here (nothing found where ``digitnet data``
+        looks), or None when its files are there. Looks without downloading."""
+        if dataset in self._data:
+            return None
+        try:
+            for split in datasets.SPLITS:
+                datasets.locate(dataset, split, self.settings.data_dir, download=False)
+        except DigitnetError as exc:
+            return (f"no training data: {exc}; or run `digitnet data` once to download it, "
+                    f"then restart the server")
+        return None
+
+    def get(self, run_id: str) -> Run:
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is None:
+            raise RunRefused(404, f"no training run {run_id[:40]!r} on this server (runs are "
+                                  f"kept until {self.settings.keep} newer ones have started)")
+        return run
+
+    # -- starting a run ---------------------------------------------------------------------
+
+    def start(self, options: dict[str, Any]) -> Run:
+        """Check ``options`` (TrainConfig fields) and start a run in a worker thread.
+
+        Raises
+        ------
+        RunRefused
+            403 when training is off, 422 for a bad option, 503 without training data, 409
+            while another run is going.
+        """
+        if not self.settings.allowed:
+            raise RunRefused(403, self.settings.reason or "training is off on this server")
+        config = checked_config(options, self.settings.limits)
+        missing = self.missing_data(config.dataset)
+        if missing is not None:
+            raise RunRefused(503, missing)
+        with self._lock:
+            if self._closed:
+                raise RunRefused(503, "the server is shutting down")
+            going = [r for r in self._runs.values() if r.running]
+            if going:
+                raise RunRefused(409, "a training run is already going; this server trains "
+                                      "one at a time: stop it or wait for it to end")
+            run = Run(secrets.token_urlsafe(16), config, self.settings.abandon_after)
+            self._runs[run.id] = run
+            self._forget_old()
+            run.thread = threading.Thread(target=self._work, args=(run,), daemon=True,
+                                          name=f"digitnet-train-{run.id[:6]}")
+            run.thread.start()
+        return run
+
+    def _forget_old(self) -> None:
+        ended = [r for r in self._runs.values() if not r.running]
+        for run in ended[:max(0, len(self._runs) - self.settings.keep)]:
+            del self._runs[run.id]
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop every run and wait for its thread: the server is going down."""
+        with self._lock:
+            self._closed = True
+            runs = list(self._runs.values())
+        for run in runs:
+            run.stop_reason = "stopped: the server is shutting down"
+            run.stop()
+        for run in runs:
+            run.join(timeout)
+
+    # -- the worker -------------------------------------------------------------------------
+
+    def _work(self, run: Run) -> None:
+        try:
+            data = self._load(run.config.dataset)
+            trainer = training.Trainer(run.config, data.images, data.labels,
+                                       n_classes=len(data.class_names))
+            run.emit("start", _start_event(run, trainer))
+            model, stopped = _train(trainer, run)
+            model = _finish(model, data)
+            run.model = model
+            closing = {"metrics": model.meta["metrics"], "sizes": list(model.sizes)}
+            if stopped:
+                run.emit("stopped", {**closing, "message": run.stop_reason})
+            else:
+                run.emit("done", closing)
+        except DigitnetError as exc:
+            run.emit("error", {"message": str(exc).splitlines()[0]})
+        except Exception as exc:  # noqa: BLE001 - a worker must always close its run
+            log.exception("training run %s failed", run.id[:6])
+            run.emit("error", {"message": f"training failed: {type(exc).__name__}: {exc}"
+                                          .splitlines()[0][:300]})
+
+    def _load(self, name: str) -> _Data:
+        with self._data_lock:
+            if name not in self._data:
+                self._data[name] = _load_data(name, self.settings.data_dir)
+            return self._data[name]
+
+
+# -- checking a run's options -----------------------------------------------------------------
+
+_BOOLEANS = ("select_best", "standardize")
+_TEXTS = ("preset", "dataset", "init", "optimizer", "schedule", "dtype")
+FIELDS = tuple(f.name for f in fields(training.TrainConfig))
+
+
+def checked_config(options: Any, limits: Limits) -> training.TrainConfig:
+    """The config ``options`` ask for, within ``limits``.
+
+    Raises
+    ------
+    RunRefused
+        422, naming the option and what would work.
+    """
+    if not isinstance(options, dict):
+        raise RunRefused(422, 'expected a JSON object of training options, e.g. {"preset": '
+                              '"default", "hidden": 16, "epochs": 3}')
+    unknown = sorted(set(options) - set(FIELDS))
+    if unknown:
+        raise RunRefused(422, f"unknown option {unknown[0][:40]!r}; the options are "
+                              f"{', '.join(FIELDS)}", unknown[0][:40])
+    for name in _TEXTS:
+        if name in options and not isinstance(options[name], str):
+            raise RunRefused(422, f"{name} must be a string", name)
+    for name in _BOOLEANS:
+        if name in options and not isinstance(options[name], bool):
+            raise RunRefused(422, f"{name} must be true or false", name)
+    dataset = options.get("dataset", "mnist")
+    if dataset not in datasets.DATASETS:
+        raise RunRefused(422, f"unknown dataset {dataset[:40]!r}; choose one of "
+                              f"{', '.join(datasets.DATASETS)}", "dataset")
+    preset = options.get("preset", "default")
+    overrides = {k: v for k, v in options.items() if k != "preset"}
+    try:
+        config = training.make_config(preset, **overrides)
+    except ConfigError as exc:
+        raise RunRefused(422, str(exc), getattr(exc, "field", None) or _named(str(exc),
+                                                                               options)) from None
+    _check_limits(config, limits)
+    return config
+
+
+def _named(message: str, options: dict[str, Any]) -> str | None:
+    """The option a config error's message is about (the one it starts with)."""
+    for name in sorted(options, key=len, reverse=True):
+        if message.startswith(f"{name} ") or f" {name} " in message[:40]:
+            return name
+    return "preset" if "preset" in message[:20] else None
+
+
+def _check_limits(config: training.TrainConfig, limits: Limits) -> None:
+    for name, low in (("hidden", 1), ("layers", 1), ("epochs", 1), ("val_size", 0)):
+        high = getattr(limits, name)
+        if getattr(config, name) > high:
+            raise RunRefused(422, f"{name} = {getattr(config, name)} is over this server's "
+                                  f"limit; it must be {low} to {high}", name)
+    if config.iterations is not None and config.iterations > limits.iterations:
+        raise RunRefused(422, f"iterations = {config.iterations} is over this server's limit; "
+                              f"it must be 1 to {limits.iterations}", "iterations")
+    n_train = 60_000 - config.val_size  # both MNISTs hold 60,000 training images
+    batch = n_train if config.batch_size == 0 else min(config.batch_size, n_train)
+    steps = config.iterations or config.epochs * math.ceil(n_train / batch)
+    sizes = (784, *[config.hidden] * config.layers, 10)
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    work = float(steps) * batch * weights
+    if work > limits.work:
+        raise RunRefused(422, f"this run would push {work:.2g} example-weights through the "
+                              f"network ({steps:,} steps of {batch:,} images, {weights:,} "
+                              f"weights); this server's limit is {limits.work:.2g}: use fewer "
+                              f"epochs, iterations, hidden units or layers", "epochs")
+
+
+# -- the training core, as the runs use it ----------------------------------------------------
+
+
+def _load_data(name: str, data_dir: Path | None) -> _Data:
+    images, labels, train_files = datasets.load_split(name, "train", data_dir, download=False)
+    test_images, test_labels, test_files = datasets.load_split(name, "test", data_dir,
+                                                               download=False)
+    hashes = {"name": name,
+              "train": {"source": train_files.source, "sha256": train_files.sha256},
+              "test": {"source": test_files.source, "sha256": test_files.sha256}}
+    return _Data(images, labels, test_images, test_labels,
+                 list(datasets.DATASETS[name].class_names), hashes)
+
+
+def _finish(model: Model, data: _Data) -> Model:
+    """The model with its test accuracy, class names and the data's hashes."""
+    predicted = model.predict(data.test_images)
+    model.meta["metrics"]["test_accuracy"] = float(np.mean(predicted == data.test_labels))
+    model.meta["class_names"] = data.class_names
+    model.meta["datasets"] = data.hashes
+    return model
+
+
+def _start_event(run: Run, trainer: training.Trainer) -> dict[str, Any]:
+    total = trainer.total_steps
+    schedule = Schedule(run.config.schedule, run.config.lr, total)
+    points = sorted({round(total * k / SCHEDULE_POINTS) for k in range(SCHEDULE_POINTS + 1)})
+    return {"run": run.id, "config": run.config.to_dict(), "total_steps": total,
+            "epochs": trainer.epochs, "steps_per_epoch": trainer.steps_per_epoch,
+            "hidden": run.config.hidden, "tiles": min(TILES, run.config.hidden),
+            "schedule": [[t, schedule(min(t, total - 1))] for t in points]}
+
+
+def _epoch_event(record: training.EpochRecord, total_steps: int, seconds: float
+                 ) -> dict[str, Any]:
+    return {"epoch": record.epoch, "step": record.step, "total_steps": total_steps,
+            "loss": record.loss, "train_accuracy": record.train_accuracy,
+            "val_loss": record.val_loss, "val_accuracy": record.val_accuracy,
+            "lr": record.lr, "seconds": seconds}
+
+
+def _units_event(record: training.EpochRecord, W1: np.ndarray) -> dict[str, Any]:
+    shown = W1[:, :TILES].astype(np.float64)
+    return {"epoch": record.epoch, "step": record.step, "total": W1.shape[1],
+            "limit": float(np.abs(shown).max()),
+            "units": [np.round(shown[:, j], 4).tolist() for j in range(shown.shape[1])]}
+
+
+def _train(trainer: training.Trainer, run: Run) -> tuple[Model, bool]:
+    """Train, telling ``run`` as it goes; the model (best or last params) and whether the run
+    was stopped before its end."""
+    full_batch = trainer.batch_size >= trainer.n_train
+
+    def progress(record: training.EpochRecord) -> None:
+        last = trainer.step >= trainer.total_steps
+        if full_batch and record.epoch % FULL_BATCH_EVERY and not last:
+            return
+        run.emit("epoch", _epoch_event(record, trainer.total_steps, trainer.seconds))
+        run.emit("units", _units_event(record, trainer.params.W[0]))
+
+    stopped: Callable[[], bool] = run.should_stop
+    try:
+        return trainer.run(progress, stopped), False
+    except training.TrainingInterrupted:
+        return trainer._model(trainer.seconds), True
