@@ -24,6 +24,7 @@ script that will fetch the model) goes on to its end, which the :class:`Limits` 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import math
@@ -80,6 +81,27 @@ class TrainSettings:
     limits: Limits = field(default_factory=Limits)
     keep: int = 5                     # finished runs kept, with their models
     abandon_after: float = 15.0       # seconds without a client before a watched run stops
+
+    @classmethod
+    def for_host(cls, host: str, allow_train: bool, data_dir: Path | None = None
+                 ) -> TrainSettings:
+        """Training on for a loopback ``host``; for any other address only with
+        ``allow_train``, since a run costs the server's CPU."""
+        if allow_train or is_loopback(host):
+            return cls(data_dir=data_dir)
+        return cls(allowed=False, data_dir=data_dir,
+                   reason=f"this server listens on {host}, open to other machines; start it "
+                          f"with --allow-train to train here")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class RunRefused(Exception):

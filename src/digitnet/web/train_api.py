@@ -38,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 
 from digitnet import modelfile, training
 from digitnet.model import Model
+from digitnet.optim import OPTIMIZERS, SCHEDULES
 from digitnet.web.runs import Run, RunManager, RunRefused, TrainSettings
 
 __all__ = ["attach", "MAX_OPTIONS_BODY"]
@@ -82,7 +83,9 @@ def _router(manager: RunManager, use: Callable[[Model], None]) -> APIRouter:
                 "missing_data": (await run_in_threadpool(manager.missing_data)
                                  if settings.allowed else None),
                 "limits": settings.limits.to_dict(), "presets": training.PRESETS,
-                "defaults": training.TrainConfig().to_dict()}
+                "defaults": training.TrainConfig().to_dict(),
+                "choices": {"preset": list(training.PRESETS), "optimizer": list(OPTIMIZERS),
+                            "schedule": list(SCHEDULES)}}
 
     @router.post("/api/train", status_code=202)
     async def start(request: Request) -> dict[str, str]:
