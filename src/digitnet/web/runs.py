@@ -265,6 +265,12 @@ class RunManager:
                     f"then restart the server")
         return None
 
+    @property
+    def busy(self) -> bool:
+        """Whether a run is going."""
+        with self._lock:
+            return any(run.running for run in self._runs.values())
+
     def get(self, run_id: str) -> Run:
         with self._lock:
             run = self._runs.get(run_id)
@@ -293,8 +299,7 @@ class RunManager:
         with self._lock:
             if self._closed:
                 raise RunRefused(503, "the server is shutting down")
-            going = [r for r in self._runs.values() if r.running]
-            if going:
+            if any(r.running for r in self._runs.values()):
                 raise RunRefused(409, "a training run is already going; this server trains "
                                       "one at a time: stop it or wait for it to end")
             run = Run(secrets.token_urlsafe(16), config, self.settings.abandon_after)
@@ -403,8 +408,10 @@ def _named(message: str, options: dict[str, Any]) -> str | None:
 
 
 def _check_limits(config: training.TrainConfig, limits: Limits) -> None:
-    for name, low in (("hidden", 1), ("layers", 1), ("epochs", 1), ("val_size", 0)):
-        high = getattr(limits, name)
+    counted = ("hidden", "layers", "val_size") + (("epochs",) if config.iterations is None
+                                                  else ())  # iterations replace epochs
+    for name in counted:
+        low, high = int(name != "val_size"), getattr(limits, name)
         if getattr(config, name) > high:
             raise RunRefused(422, f"{name} = {getattr(config, name)} is over this server's "
                                   f"limit; it must be {low} to {high}", name)

@@ -3,8 +3,8 @@
 Endpoints
 ---------
 ``GET /api/train``
-    Whether this server trains (and why not), the presets, the limits, whether the training
-    data is there (and how to provide it when it is not).
+    Whether this server trains (and why not), whether a run is going (``busy``), the presets,
+    the limits, whether the training data is there (and how to provide it when it is not).
 ``POST /api/train``
     JSON of :class:`~digitnet.training.TrainConfig` fields, e.g. ``{"preset": "default",
     "hidden": 16, "epochs": 3}``; answers ``202 {"run": "<id>"}``. A bad option: 422, naming it
@@ -58,6 +58,7 @@ def attach(app: FastAPI, settings: TrainSettings | None, use: Callable[[Model], 
     settings = settings or TrainSettings(allowed=False, reason="this server was started "
                                                                "without training")
     manager = RunManager(settings)
+    app.state.training_runs = manager
     app.add_exception_handler(RunRefused, _refused)  # type: ignore[arg-type]
     app.include_router(_router(manager, use))
     return manager
@@ -80,6 +81,7 @@ def _router(manager: RunManager, use: Callable[[Model], None]) -> APIRouter:
     async def train_info() -> dict[str, Any]:
         settings = manager.settings
         return {"allowed": settings.allowed, "reason": settings.reason or None,
+                "busy": manager.busy,
                 "missing_data": (await run_in_threadpool(manager.missing_data)
                                  if settings.allowed else None),
                 "limits": settings.limits.to_dict(), "presets": training.PRESETS,
