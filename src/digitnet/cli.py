@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -817,8 +818,14 @@ def _bench_tables(result: dict[str, Any]) -> None:
     console.print(ratios)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any,
+                      **kwargs: Any) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main() -> None:
     """Entry point: run the app, turning digitnet's errors into one line and exit 1."""
+    warnings.formatwarning = _one_line_warning
     try:
         app()
     except DigitnetError as exc:
