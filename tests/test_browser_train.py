@@ -46,14 +46,14 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed")
 
-from digitnet import datasets, training  # noqa: E402
+from digitnet import datasets, runner, training  # noqa: E402
 from digitnet.web.app import create_app  # noqa: E402
 from digitnet.web.runs import TrainSettings  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def first_model(mnist_dir):
-    return training.train_on_dataset(training.make_config("default", epochs=2), mnist_dir,
+    return runner.train_on_dataset(training.make_config("default", epochs=2), mnist_dir,
                                      download=False)
 
 
@@ -133,7 +133,9 @@ def test_train_draw_with_it_then_stop_a_second_run(browser, site):
     # A second, long run, stopped part of the way; both stay on the curves.
     page.fill("#knob-epochs", "100")
     page.click("#train-start")
-    page.wait_for_function(f"{POINTS} >= 3", timeout=LONG_WAIT)
+    # The points drawn are the latest run's.
+    page.wait_for_function(f"document.querySelectorAll('#train-runs .run').length === 2 && "
+                           f"{POINTS} >= 3", timeout=LONG_WAIT)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "train-mid-run.png", full_page=True)
     assert "left" in page.inner_text("#train-status")

@@ -31,17 +31,16 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from digitnet import datasets, training
+from digitnet import datasets, runner, training
 from digitnet.errors import ConfigError, DigitnetError
 from digitnet.model import Model
-from digitnet.optim import Schedule
 
 __all__ = ["Limits", "TrainSettings", "RunRefused", "Run", "RunManager", "TILES", "CLOSING"]
 
@@ -50,8 +49,6 @@ log = logging.getLogger("digitnet.web")
 TILES = 16
 """Hidden units whose weights the ``units`` events carry (the page's tiles)."""
 CLOSING = ("done", "stopped", "error")
-FULL_BATCH_EVERY = 10
-"""A full-batch run reports every this many iterations."""
 SCHEDULE_POINTS = 100
 
 
@@ -132,18 +129,6 @@ def _finite(value: Any) -> Any:
     return value
 
 
-@dataclass
-class _Data:
-    """A dataset's two splits as the runs need them."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    class_names: list[str]
-    hashes: dict[str, Any]
-
-
 class Run:
     """One training run: its config, its events, its model once it has ended."""
 
@@ -162,6 +147,7 @@ class Run:
         self._watched = False
         self._left_at: float | None = None   # when the last client went away
         self.thread: threading.Thread | None = None
+        self._trainer: training.Trainer | None = None
 
     # -- the worker's side ------------------------------------------------------------------
 
@@ -181,6 +167,13 @@ class Run:
                 loop.call_soon_threadsafe(event.set)
             except RuntimeError:  # that client's loop has closed: it is gone
                 pass
+
+    def attach(self, trainer: training.Trainer) -> None:
+        """The trainer this run drives, so that :meth:`stop` reaches it between steps."""
+        with self._lock:
+            self._trainer = trainer
+        if self._stop.is_set():
+            trainer.stop()
 
     def should_stop(self) -> bool:
         """Whether the run was asked to stop, or has been left with no one watching."""
@@ -202,8 +195,12 @@ class Run:
         return self.state == "running"
 
     def stop(self) -> None:
-        """Ask the run to stop; it ends at the next epoch (or 10 full-batch steps)."""
+        """Ask the run to stop; it ends at the trainer's next step boundary."""
         self._stop.set()
+        with self._lock:
+            trainer = self._trainer
+        if trainer is not None:
+            trainer.stop()
 
     def join(self, timeout: float | None = None) -> None:
         if self.thread is not None:
@@ -246,7 +243,7 @@ class RunManager:
         self.settings = settings
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
-        self._data: dict[str, _Data] = {}
+        self._data: dict[str, runner.Data] = {}
         self._data_lock = threading.Lock()
         self._closed = False
 
@@ -333,12 +330,16 @@ class RunManager:
             data = self._load(run.config.dataset)
             trainer = training.Trainer(run.config, data.images, data.labels,
                                        n_classes=len(data.class_names))
+            run.attach(trainer)
             run.emit("start", _start_event(run, trainer))
-            model, stopped = _train(trainer, run)
-            model = _finish(model, data)
-            run.model = model
+            for progress in trainer.events(snapshots=True):
+                run.emit("epoch", _epoch_event(progress, trainer.seconds))
+                run.emit("units", _units_event(progress))
+                if run.should_stop():
+                    trainer.stop()
+            model = run.model = runner.finish(trainer.result(), data)
             closing = {"metrics": model.meta["metrics"], "sizes": list(model.sizes)}
-            if stopped:
+            if trainer.stopped:
                 run.emit("stopped", {**closing, "message": run.stop_reason})
             else:
                 run.emit("done", closing)
@@ -349,10 +350,11 @@ class RunManager:
             run.emit("error", {"message": f"training failed: {type(exc).__name__}: {exc}"
                                           .splitlines()[0][:300]})
 
-    def _load(self, name: str) -> _Data:
-        with self._data_lock:
+    def _load(self, name: str) -> runner.Data:
+        with self._data_lock:  # loaded once, then shared by every run (read-only arrays)
             if name not in self._data:
-                self._data[name] = _load_data(name, self.settings.data_dir)
+                self._data[name] = runner.load_data(name, self.settings.data_dir,
+                                                    download=False)
             return self._data[name]
 
 
@@ -393,18 +395,10 @@ def checked_config(options: Any, limits: Limits) -> training.TrainConfig:
     try:
         config = training.make_config(preset, **overrides)
     except ConfigError as exc:
-        raise RunRefused(422, str(exc), getattr(exc, "field", None) or _named(str(exc),
-                                                                               options)) from None
+        raise RunRefused(422, str(exc), exc.field or ("preset" if "preset" in str(exc)[:20]
+                                                      else None)) from None
     _check_limits(config, limits)
     return config
-
-
-def _named(message: str, options: dict[str, Any]) -> str | None:
-    """The option a config error's message is about (the one it starts with)."""
-    for name in sorted(options, key=len, reverse=True):
-        if message.startswith(f"{name} ") or f" {name} " in message[:40]:
-            return name
-    return "preset" if "preset" in message[:20] else None
 
 
 def _check_limits(config: training.TrainConfig, limits: Limits) -> None:
@@ -422,7 +416,7 @@ def _check_limits(config: training.TrainConfig, limits: Limits) -> None:
     batch = n_train if config.batch_size == 0 else min(config.batch_size, n_train)
     steps = config.iterations or config.epochs * math.ceil(n_train / batch)
     sizes = (784, *[config.hidden] * config.layers, 10)
-    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     work = float(steps) * batch * weights
     if work > limits.work:
         raise RunRefused(422, f"this run would push {work:.2g} example-weights through the "
@@ -431,68 +425,31 @@ def _check_limits(config: training.TrainConfig, limits: Limits) -> None:
                               f"epochs, iterations, hidden units or layers", "epochs")
 
 
-# -- the training core, as the runs use it ----------------------------------------------------
-
-
-def _load_data(name: str, data_dir: Path | None) -> _Data:
-    images, labels, train_files = datasets.load_split(name, "train", data_dir, download=False)
-    test_images, test_labels, test_files = datasets.load_split(name, "test", data_dir,
-                                                               download=False)
-    hashes = {"name": name,
-              "train": {"source": train_files.source, "sha256": train_files.sha256},
-              "test": {"source": test_files.source, "sha256": test_files.sha256}}
-    return _Data(images, labels, test_images, test_labels,
-                 list(datasets.DATASETS[name].class_names), hashes)
-
-
-def _finish(model: Model, data: _Data) -> Model:
-    """The model with its test accuracy, class names and the data's hashes."""
-    predicted = model.predict(data.test_images)
-    model.meta["metrics"]["test_accuracy"] = float(np.mean(predicted == data.test_labels))
-    model.meta["class_names"] = data.class_names
-    model.meta["datasets"] = data.hashes
-    return model
+# -- events ---------------------------------------------------------------------------------
 
 
 def _start_event(run: Run, trainer: training.Trainer) -> dict[str, Any]:
     total = trainer.total_steps
-    schedule = Schedule(run.config.schedule, run.config.lr, total)
     points = sorted({round(total * k / SCHEDULE_POINTS) for k in range(SCHEDULE_POINTS + 1)})
     return {"run": run.id, "config": run.config.to_dict(), "total_steps": total,
             "epochs": trainer.epochs, "steps_per_epoch": trainer.steps_per_epoch,
             "hidden": run.config.hidden, "tiles": min(TILES, run.config.hidden),
-            "schedule": [[t, schedule(min(t, total - 1))] for t in points]}
+            "schedule": [[t, trainer.schedule(min(t, total - 1))] for t in points]}
 
 
-def _epoch_event(record: training.EpochRecord, total_steps: int, seconds: float
-                 ) -> dict[str, Any]:
-    return {"epoch": record.epoch, "step": record.step, "total_steps": total_steps,
-            "loss": record.loss, "train_accuracy": record.train_accuracy,
-            "val_loss": record.val_loss, "val_accuracy": record.val_accuracy,
-            "lr": record.lr, "seconds": seconds}
+def _epoch_event(progress: training.Progress, elapsed: float) -> dict[str, Any]:
+    """A progress record as the ``epoch`` event tells it; ``seconds`` is the time since the
+    run began (the record's own is the time since the last)."""
+    return {"epoch": progress.epoch, "step": progress.step, "total_steps": progress.total_steps,
+            "loss": progress.loss, "train_accuracy": progress.train_accuracy,
+            "val_loss": progress.val_loss, "val_accuracy": progress.val_accuracy,
+            "lr": progress.lr, "seconds": elapsed}
 
 
-def _units_event(record: training.EpochRecord, W1: np.ndarray) -> dict[str, Any]:
+def _units_event(progress: training.Progress) -> dict[str, Any]:
+    assert progress.params is not None  # events(snapshots=True) gives each record a copy
+    W1 = progress.params.W[0]
     shown = W1[:, :TILES].astype(np.float64)
-    return {"epoch": record.epoch, "step": record.step, "total": W1.shape[1],
+    return {"epoch": progress.epoch, "step": progress.step, "total": W1.shape[1],
             "limit": float(np.abs(shown).max()),
             "units": [np.round(shown[:, j], 4).tolist() for j in range(shown.shape[1])]}
-
-
-def _train(trainer: training.Trainer, run: Run) -> tuple[Model, bool]:
-    """Train, telling ``run`` as it goes; the model (best or last params) and whether the run
-    was stopped before its end."""
-    full_batch = trainer.batch_size >= trainer.n_train
-
-    def progress(record: training.EpochRecord) -> None:
-        last = trainer.step >= trainer.total_steps
-        if full_batch and record.epoch % FULL_BATCH_EVERY and not last:
-            return
-        run.emit("epoch", _epoch_event(record, trainer.total_steps, trainer.seconds))
-        run.emit("units", _units_event(record, trainer.params.W[0]))
-
-    stopped: Callable[[], bool] = run.should_stop
-    try:
-        return trainer.run(progress, stopped), False
-    except training.TrainingInterrupted:
-        return trainer._model(trainer.seconds), True

@@ -4,7 +4,7 @@
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const SVG = "http://www.w3.org/2000/svg";
+  const SVG = document.getElementById("chart-loss").namespaceURI;  // the page's own SVG
   const MAX_RUNS = 5;
   const COLOURS = ["#2166ac", "#d6604d", "#1a7f37", "#8e44ad", "#b8860b"];
   const CHART = { width: 320, height: 190, left: 46, right: 16, top: 10, bottom: 28 };
