@@ -378,6 +378,26 @@ def test_run_ids_are_random(server):
                                     "0123456789-_")
 
 
-def test_the_serve_command_has_allow_train():
-    result = CliRunner().invoke(cli_app, ["serve", "--help"])
-    assert result.exit_code == 0 and "--allow-train" in result.output
+@pytest.mark.parametrize("flags, allowed", [
+    ([], True),
+    (["--host", "127.0.0.1"], True),
+    (["--host", "0.0.0.0"], False),
+    (["--host", "0.0.0.0", "--allow-train"], True),
+])
+def test_serve_trains_on_loopback_and_elsewhere_only_with_allow_train(
+        tmp_path, monkeypatch, flags, allowed):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    path = modelfile.save(served_model(), tmp_path / "model.safetensors")
+    (tmp_path / "nothing").mkdir()
+    result = CliRunner().invoke(cli_app, ["serve", str(path), "--port", "8123", "--data-dir",
+                                          str(tmp_path / "nothing"), *flags])
+    assert result.exit_code == 0, result.output
+    (app, options), = calls
+    assert options["timeout_graceful_shutdown"] > 0  # open streams do not hold Ctrl+C up
+    info = TestClient(app).get("/api/train").json()
+    assert info["allowed"] is allowed
+    if not allowed:
+        assert "--allow-train" in info["reason"] and "0.0.0.0" in info["reason"]
