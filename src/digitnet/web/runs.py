@@ -62,7 +62,7 @@ class Limits:
     iterations: int = 2_000      # gradient steps, when given instead of epochs
     val_size: int = 10_000       # held-out images
     work: float = 1e12           # examples x weights a run may push through the network,
-                                 # about three minutes of one core
+                                 # a few minutes of one core
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
