@@ -350,6 +350,21 @@ class RunManager:
             run.emit("error", {"message": f"training failed: {type(exc).__name__}: {exc}"
                                           .splitlines()[0][:300]})
 
+    def prefetch(self, dataset: str = "mnist") -> None:
+        """Start loading ``dataset`` in the background (a page that shows the Train panel is
+        likely to train), so the first run need not wait for it. Errors are left for the run
+        to report."""
+        if not self.settings.allowed or dataset in self._data or self._data_lock.locked():
+            return
+
+        def load() -> None:
+            try:
+                self._load(dataset)
+            except DigitnetError:
+                pass
+
+        threading.Thread(target=load, daemon=True, name="digitnet-train-data").start()
+
     def _load(self, name: str) -> runner.Data:
         with self._data_lock:  # loaded once, then shared by every run (read-only arrays)
             if name not in self._data:

@@ -5,6 +5,7 @@ Endpoints
 ``GET /api/train``
     Whether this server trains (and why not), whether a run is going (``busy``), the presets,
     the limits, whether the training data is there (and how to provide it when it is not).
+    When it is, it starts loading in the background, so the first run need not wait for it.
 ``POST /api/train``
     JSON of :class:`~digitnet.training.TrainConfig` fields, e.g. ``{"preset": "default",
     "hidden": 16, "epochs": 3}``; answers ``202 {"run": "<id>"}``. A bad option: 422, naming it
@@ -80,10 +81,11 @@ def _router(manager: RunManager, use: Callable[[Model], None]) -> APIRouter:
     @router.get("/api/train")
     async def train_info() -> dict[str, Any]:
         settings = manager.settings
+        missing = await run_in_threadpool(manager.missing_data) if settings.allowed else None
+        if settings.allowed and missing is None:
+            manager.prefetch()
         return {"allowed": settings.allowed, "reason": settings.reason or None,
-                "busy": manager.busy,
-                "missing_data": (await run_in_threadpool(manager.missing_data)
-                                 if settings.allowed else None),
+                "busy": manager.busy, "missing_data": missing,
                 "limits": settings.limits.to_dict(), "presets": training.PRESETS,
                 "defaults": training.TrainConfig().to_dict(),
                 "choices": {"preset": list(training.PRESETS), "optimizer": list(OPTIMIZERS),
