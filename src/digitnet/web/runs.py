@@ -297,8 +297,10 @@ class RunManager:
             if self._closed:
                 raise RunRefused(503, "the server is shutting down")
             if any(r.running for r in self._runs.values()):
-                raise RunRefused(409, "a training run is already going; this server trains "
-                                      "one at a time: stop it or wait for it to end")
+                raise RunRefused(409, f"a training run is already going; this server trains "
+                                      f"one at a time: stop it or wait for it to end (a run "
+                                      f"no page watches stops after "
+                                      f"{self.settings.abandon_after:g} s)")
             run = Run(secrets.token_urlsafe(16), config, self.settings.abandon_after)
             self._runs[run.id] = run
             self._forget_old()
