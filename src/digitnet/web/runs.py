@@ -11,7 +11,7 @@ does is kept as a list of events, each already encoded as JSON text:
     seconds (elapsed in this run). One per epoch; for full-batch runs one every 10 iterations.
 ``units``
     The first hidden layer's incoming weights (the first :data:`TILES` units), after each
-    ``epoch`` event. Only the latest is kept: a client that joins late sees today's weights.
+    ``epoch`` event. Only the latest is kept: a client that joins late sees the current ones.
 ``done`` / ``stopped`` / ``error``
     One closing event: the final metrics (``test_accuracy`` included), or a one-line message.
 

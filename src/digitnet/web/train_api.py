@@ -15,7 +15,8 @@ Endpoints
     far, then what happens, to the closing ``done``, ``stopped`` or ``error``. Each event's
     ``id`` is its index, so a browser that reconnects (``Last-Event-ID``) resumes where it was.
 ``POST /api/train/<id>/stop``
-    Ends the run at its next epoch (10 steps for full-batch runs); ``stopped`` follows.
+    Ends the run at the trainer's next step boundary; ``stopped`` follows with the weights so
+    far (which ``use`` and ``model`` then serve).
 ``POST /api/train/<id>/use``
     Makes ``/api/predict``, ``/api/model`` and ``/api/weights`` answer with the run's model.
 ``GET /api/train/<id>/model``
