@@ -800,6 +800,11 @@ def _bench_tables(result: dict[str, Any]) -> None:
     console.print(ratios)
 
 
+from digitnet.cli_explain import explain as _explain  # noqa: E402  (needs app, defined above)
+
+app.command(name="explain")(_explain)
+
+
 def main() -> None:
     """Entry point: run the app, turning digitnet's errors into one line and exit 1."""
     try:
