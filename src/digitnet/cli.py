@@ -296,6 +296,10 @@ def train(
         print_json({**metrics, "model": str(out), "preset": config.preset,
                     "config": config.to_dict()})
         return
+    if not quiet:  # the progress bar is gone: the per-epoch figures stay on screen
+        from digitnet.terminal import history_table
+
+        console.print(history_table(model.meta["history"], config.batch_size == 0))
     table = Table(title=f"{config.preset} preset: {'-'.join(map(str, model.sizes))} network")
     for column in ("train", "dev (validation)", "test", "seconds", "epochs", "steps"):
         table.add_column(column, justify="right")
@@ -425,13 +429,23 @@ def predict(
                                                 "dataset instead (with --index).")] = None,
     index: Annotated[int | None, typer.Option(help="Which digit of --dataset.")] = None,
     split: Annotated[str, typer.Option(help="Split of --dataset.")] = "test",
+    show: Annotated[bool, typer.Option("--show", help="Draw the 28x28 input the network "
+                                       "reads (on stderr with --json).")] = False,
+    save_input: Annotated[Path | None, typer.Option(
+        "--save-input", metavar="DIR", help="Write each 28x28 input as DIR/<name>.28x28.png."
+    )] = None,
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Predict the digit in a person's own images (or one stored digit)."""
+    """Predict the digit in a person's own images (or one stored digit).
+
+    An image that cannot be read is named on stderr and the others are still predicted; the
+    exit status is then 1. With --json, refused images are listed with their error. The input
+    is made as MNIST was: docs/GLOSSARY.md#mnist-preprocessing.
+    """
     import numpy as np
 
-    from digitnet import imaging
+    from digitnet import cli_inputs, imaging
 
     _check_split(split)
     model = _load_model(model_path)
@@ -439,9 +453,13 @@ def predict(
     n_classes = model.sizes[-1]
     if not 1 <= top <= n_classes:
         fail(f"--top {top} is out of range; it must be between 1 and {n_classes}")
+    if save_input is not None and save_input.exists() and not save_input.is_dir():
+        fail(f"--save-input {save_input}: is a file; give a folder for the 28x28 PNGs")
     inputs: list[np.ndarray] = []
     names: list[str] = []
     truths: list[int | None] = []
+    refused: list[dict[str, Any]] = []
+    order: list[dict[str, Any] | int] = []  # each image as given: a refusal, or its input
     if dataset is not None or index is not None:
         if images:
             fail("give image files or --dataset/--index, not both")
@@ -454,25 +472,62 @@ def predict(
         inputs.append(data[index])
         names.append(f"{dataset}[{split}][{index}]")
         truths.append(int(labels[index]))
+        order.append(0)
     elif not images:
         fail("give at least one image file, or --dataset and --index")
     else:
         for path in images:
-            inputs.append(imaging.preprocess(path))
+            try:
+                inputs.append(imaging.preprocess(path))
+            except DigitnetError as exc:  # named now, and the others still predicted
+                _print_error(exc)
+                refused.append({"file": str(path), "refused": True, "error": str(exc)})
+                order.append(refused[-1])
+                continue
+            order.append(len(names))
             names.append(str(path))
             truths.append(None)
-    probabilities = model.predict_proba(np.stack(inputs))
-    results = []
-    for name, p, truth in zip(names, probabilities, truths, strict=True):
+    saved: list[Path] = []
+    if save_input is not None and inputs:
+        saved = cli_inputs.save_input_names(save_input, names)
+        given = {p.resolve() for p in images or []}
+        clash = next((p for p in saved if p.resolve() in given), None)
+        if clash is not None:
+            fail(f"--save-input would overwrite the input {clash}; give another folder")
+        try:
+            cli_inputs.save_inputs(saved, inputs)
+        except OSError as exc:
+            fail(f"--save-input {save_input}: cannot be written ({exc.strerror or exc})")
+    probabilities = model.predict_proba(np.stack(inputs)) if inputs else []
+    answers: list[dict[str, Any]] = []
+    for k, (name, p, truth) in enumerate(zip(names, probabilities, truths, strict=True)):
         result = {"file": name, "label": int(np.argmax(p)),
                   "probabilities": [round(float(v), 6) for v in p]}
         if truth is not None:
             result["true_label"] = truth
-        results.append(result)
+        if saved:
+            result["input_png"] = str(saved[k])
+        answers.append(result)
+    results = [answers[slot] if isinstance(slot, int) else slot for slot in order]
     if as_json:
         print_json(results)
-        return
-    class_names = model.class_names
+    else:
+        _print_predictions([r for r in results if "label" in r], model.class_names, top)
+    if show:
+        from digitnet.terminal import digit_text
+
+        screen = err_console if as_json else console
+        for name, pixels in zip(names, inputs, strict=True):
+            screen.print(Text(f"{name}: the 28x28 input"), highlight=False)
+            screen.print(digit_text(pixels, screen.is_terminal and
+                                    screen.color_system is not None))
+    if refused:
+        raise typer.Exit(1)
+
+
+def _print_predictions(results: list[dict[str, Any]], class_names: list[str], top: int) -> None:
+    import numpy as np
+
     for result in results:
         p = np.asarray(result["probabilities"])
         best = np.argsort(-p)[:top]
@@ -514,6 +569,13 @@ def info(
     table.add_row("preset", escape(str(summary["preset"])))  # text from the file, not markup
     table.add_row("digitnet", escape(str(summary["digitnet_version"])))
     table.add_row("weights SHA-256", f"{summary['weights_sha256']} (verified)")
+    pre = summary["preprocessing"]
+    table.add_row("input", escape(f"x = (pixels × {pre.get('scale', 1):.6g} − "
+                                  f"{pre.get('mean', 0):.6g}) / {pre.get('std', 1):.6g}"),
+                  end_section=True)
+    for key, value in summary["config"].items():  # the whole training config, as saved
+        table.add_row(escape(f"config {key}"), escape("none" if value is None else str(value)))
+    table.add_section()
     for key, value in summary["metrics"].items():
         if key.endswith("accuracy") and isinstance(value, float):
             shown = f"{value:.2%}"
@@ -560,8 +622,10 @@ def robustness(
     table = Table(title=f"digits as people write them ({per_transform} per transform)")
     table.add_column("transform")
     table.add_column("accuracy", justify="right")
+    shown = {"everything": "everything at once (each digit)",
+             "overall": "overall (every digit above)"}
     for name, value in result.items():
-        table.add_row(name, f"{value:.1%}")
+        table.add_row(shown.get(name, name), f"{value:.1%}", end_section=name == "everything")
     console.print(table)
 
 
