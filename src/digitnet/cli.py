@@ -247,7 +247,7 @@ def train(
     Ctrl-C or SIGTERM stops after the current epoch, writes a checkpoint and exits with 130 or
     143; `digitnet train --resume CHECKPOINT` goes on from there.
     """
-    from digitnet import checkpoint, modelfile, training
+    from digitnet import checkpoint, modelfile, snapshots, training
 
     overrides = dict(hidden=hidden, layers=layers, epochs=epochs, iterations=iterations,
                      batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule,
@@ -272,9 +272,15 @@ def train(
     progress, show = _train_progress(
         config.iterations or config.epochs, quiet or as_json, config.iterations is not None)
     running: list[training.Trainer] = []
+    recorder = snapshots.Recorder()  # W1 at a few points of the run, for the report
+
+    def started(trainer: training.Trainer) -> None:
+        running.append(trainer)
+        recorder.observe(trainer.step, trainer.total_steps, trainer.params, trainer.epoch)
 
     def callback(record: Any) -> None:
         show(record)
+        recorder.observe(record.step, running[0].total_steps, running[0].params, record.epoch)
         if checkpoint_every and record.epoch % checkpoint_every == 0:
             checkpoint.save(running[0], checkpoint_path)
 
@@ -282,7 +288,7 @@ def train(
         try:
             model = training.train_on_dataset(
                 config, data_dir, callback, progressbar=RichDownloadBar(), resume=resume,
-                on_start=running.append, should_stop=stop.requested)
+                on_start=started, should_stop=stop.requested)
         except training.TrainingInterrupted as exc:
             checkpoint.save(exc.trainer, checkpoint_path)
             progress.stop()
@@ -290,6 +296,7 @@ def train(
                                    f"{checkpoint_path}; continue with: digitnet train "
                                    f"--resume {checkpoint_path} --out {out}"), soft_wrap=True)
             raise typer.Exit(stop.exit_code) from None
+    model.meta["snapshots"] = recorder.to_meta()
     modelfile.save(model, out)
     metrics = model.meta["metrics"]
     if as_json:
