@@ -525,7 +525,7 @@ def predict(
 
         screen = err_console if as_json else console
         for name, pixels in zip(names, inputs, strict=True):
-            screen.print(Text(f"{name}: the 28x28 input"), highlight=False)
+            screen.print(Text(f"{name}: the 28x28 input"), highlight=False, soft_wrap=True)
             screen.print(digit_text(pixels, screen.is_terminal and
                                     screen.color_system is not None))
     if refused:
@@ -543,7 +543,8 @@ def _print_predictions(results: list[dict[str, Any]], class_names: list[str], to
         truth_text = f" (true: {class_names[truth_label]})" if truth_label is not None else ""
         # Text, not markup: file and class names are shown as they are
         console.print(Text.assemble(f"{result['file']}: ", (class_names[result["label"]], "bold"),
-                                    f"{truth_text}  ", (shown, "dim")), highlight=False)
+                                    f"{truth_text}  ", (shown, "dim")), highlight=False,
+                      soft_wrap=True)  # one line per image, however long its name
 
 
 @app.command()

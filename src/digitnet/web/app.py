@@ -20,6 +20,8 @@ Endpoints
 ``GET /api/sample``
     A random test digit (``?index=`` picks one): 784 grey values and its label; 404 when the
     app was started without test digits.
+``POST /api/explain``
+    The same body; the forward pass with its numbers (see :mod:`digitnet.web.explain_api`).
 ``GET /healthz``
     ``{"status": "ok"}``.
 
@@ -54,6 +56,7 @@ from starlette.requests import ClientDisconnect
 from digitnet import imaging
 from digitnet.errors import ImageError
 from digitnet.model import Model
+from digitnet.web import explain_api
 
 __all__ = ["create_app", "ApiError", "MAX_BODY", "MAX_IMAGE_SIDE", "STATIC"]
 
@@ -118,6 +121,8 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    app.include_router(explain_api.router(model, max_body, body_timeout))  # /api/explain
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
