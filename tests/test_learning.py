@@ -225,3 +225,14 @@ def test_explain_endpoint_matches_predict():
     page = client.get("/").text
     assert "/static/explain.js" in page
     assert client.get("/static/explain.js").status_code == 200
+
+
+@pytest.mark.mnist
+def test_robustness_names_its_overall_row_apart_from_all_at_once(mnist_dir, tmp_path):
+    params = network.init_params((784, 10, 10), np.random.default_rng(0))
+    path = modelfile.save(Model(params, Preprocessing()), tmp_path / "m.safetensors")
+    result = invoke("robustness", path, "--per-transform", "2", "--data-dir", mnist_dir)
+    assert result.exit_code == 0, result.output
+    assert "everything at once (each digit)" in result.stdout
+    assert "overall (every digit above)" in result.stdout
+    assert not re.search(r"^\W*all\W", result.stdout, re.MULTILINE)
