@@ -44,7 +44,8 @@ class _Group(TyperGroup):
 app = typer.Typer(
     cls=_Group,
     name="digitnet",
-    help="The classic 784-10-10 MNIST network, from scratch in NumPy.",
+    help="The classic 784-10-10 MNIST network, from scratch in NumPy. Every term the commands "
+    "use is explained in docs/GLOSSARY.md.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -219,10 +220,12 @@ def train(
                                                    "(replaces --epochs).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per step; 0 = all "
                                                    "(full-batch).")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="gd, momentum or adam.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="gd, momentum or adam "
+                                                  "(docs/GLOSSARY.md#adam).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate α.")] = None,
-    schedule: Annotated[str | None, typer.Option(help="constant, cosine or onecycle.")] = None,
-    l2: Annotated[float | None, typer.Option(help="L2 penalty λ.")] = None,
+    schedule: Annotated[str | None, typer.Option(help="constant, cosine or onecycle "
+                                                 "(docs/GLOSSARY.md#schedule).")] = None,
+    l2: Annotated[float | None, typer.Option(help="L2 penalty λ (docs/GLOSSARY.md#l2).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     val_size: Annotated[int | None, typer.Option(help="Training images held out for "
                                                  "validation.")] = None,
@@ -246,6 +249,8 @@ def train(
 
     Ctrl-C or SIGTERM stops after the current epoch, writes a checkpoint and exits with 130 or
     143; `digitnet train --resume CHECKPOINT` goes on from there.
+
+    Terms (epoch, step, batch, Adam, one-cycle, L2, validation): docs/GLOSSARY.md#training.
     """
     from digitnet import checkpoint, modelfile, snapshots, training
 
@@ -394,7 +399,10 @@ def evaluate(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix of a model."""
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix of a model.
+
+    Terms: docs/GLOSSARY.md#measuring.
+    """
     from digitnet import metrics
 
     _check_split(split)
@@ -552,7 +560,10 @@ def info(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
     as_json: Json = False,
 ) -> None:
-    """What a model file says about itself: architecture, training, metrics, data hashes."""
+    """What a model file says about itself: architecture, training config, metrics, hashes.
+
+    Terms: docs/GLOSSARY.md.
+    """
     model = _load_model(model_path)  # loading verifies the weights' SHA-256
     meta = model.meta
     summary = {
@@ -609,7 +620,8 @@ def robustness(
     """Accuracy on MNIST test digits rendered like handwriting on paper, through predict's path.
 
     Each transform (stroke thickness, slant, scale, rotation, position, blur, contrast, noise,
-    and all at once) turns test digits into dark-on-light images of their own size.
+    and everything at once) turns test digits into dark-on-light images of their own size;
+    "overall" is the accuracy over all of them. Terms: docs/GLOSSARY.md#robustness.
     """
     from digitnet import datasets
     from digitnet import robustness as rob
@@ -673,7 +685,12 @@ def report(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Figures of what the network learned and a self-contained HTML report."""
+    """Figures of what the network learned and how it was trained, in one HTML page.
+
+    The training curves, the learning-rate schedule, the hidden units' weights at several
+    points of training, the confusion matrix, what each unit looks for, the mistakes.
+    Terms: docs/GLOSSARY.md.
+    """
     _check_split(split)
     if out.exists() and not out.is_dir():
         fail(f"{out}: is a file; give a folder for the report")
