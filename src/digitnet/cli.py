@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -252,7 +253,7 @@ def train(
 
     Terms (epoch, step, batch, Adam, one-cycle, L2, validation): docs/GLOSSARY.md#training.
     """
-    from digitnet import checkpoint, modelfile, snapshots, training
+    from digitnet import checkpoint, modelfile, runner, snapshots, training
 
     overrides = dict(hidden=hidden, layers=layers, epochs=epochs, iterations=iterations,
                      batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule,
@@ -276,31 +277,29 @@ def train(
         fail(f"{out}: cannot be written, {blocked} is a file, not a folder")
     progress, show = _train_progress(
         config.iterations or config.epochs, quiet or as_json, config.iterations is not None)
-    running: list[training.Trainer] = []
     recorder = snapshots.Recorder()  # W1 at a few points of the run, for the report
-
-    def started(trainer: training.Trainer) -> None:
-        running.append(trainer)
-        recorder.observe(trainer.step, trainer.total_steps, trainer.params, trainer.epoch)
-
-    def callback(record: Any) -> None:
-        show(record)
-        recorder.observe(record.step, running[0].total_steps, running[0].params, record.epoch)
-        if checkpoint_every and record.epoch % checkpoint_every == 0:
-            checkpoint.save(running[0], checkpoint_path)
-
     with progress, _StopSignals() as stop:
-        try:
-            model = training.train_on_dataset(
-                config, data_dir, callback, progressbar=RichDownloadBar(), resume=resume,
-                on_start=started, should_stop=stop.requested)
-        except training.TrainingInterrupted as exc:
-            checkpoint.save(exc.trainer, checkpoint_path)
+        data = runner.load_data(config.dataset, data_dir, progressbar=RichDownloadBar())
+        trainer = runner.make_trainer(config, data, resume)
+        stop.connect(trainer.stop)
+        saved_at = trainer.epoch
+        recorder.observe(trainer.step, trainer.total_steps, trainer.params, trainer.epoch)
+        for record in trainer.events(snapshots=True):
+            show(record)
+            recorder.observe(record.step, record.total_steps, record.params, record.epoch)
+            if checkpoint_every and record.epoch // checkpoint_every > saved_at // checkpoint_every:
+                checkpoint.save(trainer, checkpoint_path)
+                saved_at = record.epoch
+        if trainer.stopped:
+            checkpoint.save(trainer, checkpoint_path)
             progress.stop()
-            err_console.print(Text(f"{stop.name}: {exc}; checkpoint saved to "
-                                   f"{checkpoint_path}; continue with: digitnet train "
-                                   f"--resume {checkpoint_path} --out {out}"), soft_wrap=True)
-            raise typer.Exit(stop.exit_code) from None
+            err_console.print(Text(
+                f"{stop.name}: training stopped after epoch {trainer.epoch} of {trainer.epochs} "
+                f"(step {trainer.step} of {trainer.total_steps}); checkpoint saved to "
+                f"{checkpoint_path}; continue with: digitnet train --resume {checkpoint_path} "
+                f"--out {out}"), soft_wrap=True)
+            raise typer.Exit(stop.exit_code)
+    model = runner.finish(trainer.result(), data)
     model.meta["snapshots"] = recorder.to_meta()
     modelfile.save(model, out)
     metrics = model.meta["metrics"]
@@ -330,6 +329,13 @@ class _StopSignals:
     def __init__(self) -> None:
         self.signal: int | None = None
         self._previous: dict[int, Any] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def connect(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the first signal (at once, if one came already)."""
+        self._listeners.append(listener)
+        if self.signal is not None:
+            listener()
 
     def __enter__(self) -> _StopSignals:
         for sig in self.CODES:
@@ -344,6 +350,8 @@ class _StopSignals:
         if self.signal is not None:  # asked twice: stop now, without a checkpoint
             raise SystemExit(self.CODES[signum])
         self.signal = signum
+        for listener in self._listeners:
+            listener()
 
     def requested(self) -> bool:
         return self.signal is not None
