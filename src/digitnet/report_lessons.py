@@ -94,8 +94,13 @@ def learning_rate_figure(model: Model) -> Figure:
            ylim=(0, float(rates.max()) * 1.08), xlim=(0, total + 1))
     per_epoch = _steps_per_epoch(metrics)
     if per_epoch and not full_batch(model):
-        top = ax.secondary_xaxis("top", functions=(lambda s: s / per_epoch,
-                                                   lambda e: e * per_epoch))
+        def to_epochs(steps: Any) -> Any:
+            return np.asarray(steps) / per_epoch
+
+        def to_steps(epochs: Any) -> Any:
+            return np.asarray(epochs) * per_epoch
+
+        top = ax.secondary_xaxis("top", functions=(to_epochs, to_steps))
         top.set_xlabel("epoch")
         chosen = metrics.get("chosen_epoch")
         if isinstance(chosen, int) and config.get("select_best"):
@@ -129,18 +134,18 @@ def weights_over_training_figure(model: Model, max_units: int = 10) -> Figure:
     grid = fig.subplots(len(rows), units, squeeze=False)
     for row, (label, W1) in enumerate(rows):
         limit = float(np.abs(W1[:, :units]).max()) or 1.0
-        image = None
+        images = []
         for unit in range(units):
             ax = grid[row, unit]
-            image = ax.imshow(W1[:, unit].reshape(28, 28), cmap=DIVERGING, vmin=-limit,
-                              vmax=limit)
+            images.append(ax.imshow(W1[:, unit].reshape(28, 28), cmap=DIVERGING,
+                                    vmin=-limit, vmax=limit))
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(f"unit {unit}", fontsize=9)
             if unit == 0:
                 ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
-        bar = fig.colorbar(image, ax=list(grid[row]), shrink=0.9, pad=0.01, aspect=8)
+        bar = fig.colorbar(images[-1], ax=list(grid[row]), shrink=0.9, pad=0.01, aspect=8)
         bar.set_label("W1" if row < len(kept) else "ΔW1", fontsize=8)
         bar.ax.tick_params(labelsize=7)
     more = f" (the first {units} units)" if units < kept[0].W1.shape[1] else ""

@@ -47,12 +47,16 @@ class Recorder:
     total_steps: int = 0
     _next: int = 0  # the first of ``fractions`` not yet reached
 
-    def observe(self, step: int, total_steps: int, params: Params, epoch: int = 0) -> bool:
-        """Look at the run after ``step`` of ``total_steps``; True when W1 was kept.
+    def observe(self, step: int, total_steps: int, params: Params | None,
+                epoch: int = 0) -> bool:
+        """Look at the run after ``step`` of ``total_steps``; True when W1 was kept (never
+        when ``params`` is None: a progress report made without a copy of them).
 
         A report past several points at once (an epoch is long) is kept once, for all of them.
         """
         self.total_steps = total_steps
+        if params is None:
+            return False
         targets = [f * total_steps for f in self.fractions]
         if self._next >= len(targets) or step < targets[self._next]:
             return False
