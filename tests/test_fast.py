@@ -193,3 +193,20 @@ def test_backend_comes_from_the_environment(monkeypatch):
     with pytest.raises(ConfigError, match="unknown backend"):
         training.Trainer(training.make_config("default", epochs=1, val_size=10), images,
                          labels)
+
+
+def test_kernels_that_do_not_compile_fall_back_to_numpy_with_a_warning(monkeypatch):
+    fast.backend.numba_fails.cache_clear()
+    monkeypatch.setattr(fast.backend, "numba_available", lambda: True)
+
+    def broken():
+        raise RuntimeError("LLVM ERROR: unknown intrinsic\nllvm.experimental.vector.compress")
+
+    monkeypatch.setattr("digitnet.fast.numba_engine.compiled", broken)
+    try:
+        with pytest.warns(RuntimeWarning, match="do not compile here .*training with NumPy"):
+            assert fast.resolve_backend("auto", examples=10**9) == "numpy"
+        with pytest.raises(ConfigError, match="the kernels do not compile here"):
+            fast.resolve_backend("numba")
+    finally:
+        fast.backend.numba_fails.cache_clear()

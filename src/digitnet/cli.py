@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -902,8 +903,14 @@ from digitnet.cli_explain import explain as _explain  # noqa: E402  (needs app, 
 app.command(name="explain")(_explain)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any,
+                      **kwargs: Any) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main() -> None:
     """Entry point: run the app, turning digitnet's errors into one line and exit 1."""
+    warnings.formatwarning = _one_line_warning
     try:
         app()
     except DigitnetError as exc:

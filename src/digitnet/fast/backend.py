@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
 
 from digitnet.errors import ConfigError
 
-__all__ = ["BACKENDS", "AUTO_NUMBA_EXAMPLES", "numba_available", "numba_supports",
-           "resolve_backend", "blas_threads"]
+__all__ = ["BACKENDS", "AUTO_NUMBA_EXAMPLES", "NUMBA_VERSIONS", "numba_available",
+           "numba_supports", "numba_fails", "resolve_backend", "blas_threads"]
+
+# The kernels' LLVM intrinsics (opaque pointers, llvm.experimental.vector.compress) need the
+# LLVM 20 or later that llvmlite 0.45 brought, with numba 0.62; the same range is declared in
+# pyproject.toml's fast extra.
+NUMBA_VERSIONS = ">=0.62"
 
 BACKENDS = ("auto", "numba", "numpy", "reference")
 
@@ -35,6 +42,21 @@ def numba_supports(layers: int, dtype: str | np.dtype | type, n_inputs: int,
             and np.dtype(pixels) == np.uint8)
 
 
+@functools.cache
+def numba_fails() -> str | None:
+    """None when the numba kernels compile on this machine (they are compiled now, once),
+    else why not, in one line: a numba outside :data:`NUMBA_VERSIONS`, or an LLVM that lacks
+    what the kernels use."""
+    try:
+        from digitnet.fast.numba_engine import compiled
+
+        compiled()
+    except Exception as exc:  # any failure to build them means: use NumPy
+        message = " ".join(str(exc).split())
+        return f"{type(exc).__name__}: {message[:200]}"
+    return None
+
+
 def resolve_backend(name: str | None, layers: int = 1, dtype: str = "float32",
                     n_inputs: int = 784, pixels: str | np.dtype | type = np.uint8,
                     examples: int | None = None) -> str:
@@ -55,9 +77,19 @@ def resolve_backend(name: str | None, layers: int = 1, dtype: str = "float32",
     fits = numba_supports(layers, dtype, n_inputs, pixels)
     if name == "auto":
         long_enough = examples is None or examples >= AUTO_NUMBA_EXAMPLES
-        return "numba" if fits and long_enough and numba_available() else "numpy"
+        if not (fits and long_enough and numba_available()):
+            return "numpy"
+        why = numba_fails()
+        if why is not None:
+            warnings.warn(f"the numba kernels do not compile here ({why}); training with "
+                          "NumPy instead", RuntimeWarning, stacklevel=2)
+            return "numpy"
+        return "numba"
     if name == "numba" and not numba_available():
         raise ConfigError("backend 'numba' needs numba: pip install numba (or use numpy)")
+    if name == "numba" and (why := numba_fails()) is not None:
+        raise ConfigError(f"backend 'numba': the kernels do not compile here ({why}); "
+                          f"install numba {NUMBA_VERSIONS} or use numpy")
     if name == "numba" and not fits:
         raise ConfigError(f"backend 'numba' covers one hidden layer in float32 on uint8 pixels; "
                           f"this is {layers} hidden layer(s) in {np.dtype(dtype).name} on "

@@ -17,21 +17,15 @@ readable originals by the parity tests in tests/test_fast.py. They are written f
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
-from collections.abc import Iterator
-from types import SimpleNamespace
-from typing import Any
 
 import numba
 import numpy as np
-from numba import types as T
 
 from digitnet.fast.intrinsics import compress64 as _nb_compress64
 from digitnet.fast.intrinsics import prefetch as _nb_prefetch
 
-__all__ = ["compiled", "GD", "MOMENTUM", "ADAM"]
+__all__ = ["GD", "MOMENTUM", "ADAM"]
 
 GD, MOMENTUM, ADAM = 0, 1, 2  # the update rules _nb_step knows, as optim.py defines them
 
@@ -584,35 +578,3 @@ def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels):
             labels[first + t] = best[t]
             for o in range(C):
                 logits[first + t, o] = Z2[o, t]
-
-
-@contextlib.contextmanager
-def _slp_vectorize() -> Iterator[None]:
-    # numba leaves LLVM's SLP vectorizer off by default; it is what turns the 16 accumulators
-    # into one vector register. Only these kernels are compiled with it.
-    config: Any = numba.config
-    before = config.SLP_VECTORIZE
-    config.SLP_VECTORIZE = 1
-    try:
-        yield
-    finally:
-        config.SLP_VECTORIZE = before
-
-
-@functools.cache
-def compiled() -> SimpleNamespace:
-    """The entry points, compiled for their argument types (once per process; the helpers they
-    call compile with them, inside the same vectorizer setting)."""
-    # Images arrive read-only (straight from the data files) or not: typed read-only always,
-    # so each kernel is compiled once.
-    u8m = T.Array(T.uint8, 2, "C", readonly=True)
-    f32v, f32m, f32b = T.float32[::1], T.float32[:, ::1], T.float32[:, :, ::1]
-    f64v, i64v = T.float64[::1], T.int64[::1]
-    with _slp_vectorize():
-        _nb_csr.compile(T.Tuple((i64v, T.uint16[::1], T.uint8[::1]))(u8m))
-        _nb_prepare.compile(T.void(f32m, f32v, T.float32, f32b, f32v))
-        _nb_train.compile(T.void(i64v, T.uint16[::1], T.uint8[::1], i64v, i64v, T.int64, f64v,
-                                 f64v, i64v, f32v, f32v, T.int64, f32v, f32v, f64v, T.int64,
-                                 T.float64, T.float64, f32b, f32b, f64v, f64v))
-        _nb_logits.compile(T.void(u8m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m, i64v))
-    return SimpleNamespace(csr=_nb_csr, prepare=_nb_prepare, train=_nb_train, logits=_nb_logits)

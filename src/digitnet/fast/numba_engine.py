@@ -9,8 +9,11 @@ their non-zero pixels is built once. One hidden layer, float32.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,7 @@ from digitnet.fast.engines import Engine, Steps
 from digitnet.network import Gradients
 from digitnet.optim import Adam, GradientDescent, LossWatch, Momentum, Optimizer
 
-__all__ = ["NumbaEngine", "LANES", "blocks", "readonly"]
+__all__ = ["NumbaEngine", "LANES", "blocks", "readonly", "compiled"]
 
 LANES = 16  # float32 values in one AVX-512 register: the kernels work 16 units at a time
 
@@ -35,6 +38,44 @@ def readonly(a: np.ndarray) -> np.ndarray:
     view = a.view()
     view.flags.writeable = False
     return view
+
+
+@contextlib.contextmanager
+def _slp_vectorize() -> Iterator[None]:
+    # numba leaves LLVM's SLP vectorizer off by default; it is what turns the 16 accumulators
+    # into one vector register. Only these kernels are compiled with it.
+    import numba
+
+    config: Any = numba.config
+    before = config.SLP_VECTORIZE
+    config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        config.SLP_VECTORIZE = before
+
+
+@functools.cache
+def compiled() -> SimpleNamespace:
+    """The kernels' entry points, compiled for their argument types (once per process; the
+    helpers they call compile with them, inside the same vectorizer setting)."""
+    from numba import types as T
+
+    from digitnet.fast.kernels import _nb_csr, _nb_logits, _nb_prepare, _nb_train
+
+    # Images arrive read-only (straight from the data files) or not: typed read-only always,
+    # so each kernel is compiled once.
+    u8m = T.Array(T.uint8, 2, "C", readonly=True)
+    f32v, f32m, f32b = T.float32[::1], T.float32[:, ::1], T.float32[:, :, ::1]
+    f64v, i64v = T.float64[::1], T.int64[::1]
+    with _slp_vectorize():
+        _nb_csr.compile(T.Tuple((i64v, T.uint16[::1], T.uint8[::1]))(u8m))
+        _nb_prepare.compile(T.void(f32m, f32v, T.float32, f32b, f32v))
+        _nb_train.compile(T.void(i64v, T.uint16[::1], T.uint8[::1], i64v, i64v, T.int64, f64v,
+                                 f64v, i64v, f32v, f32v, T.int64, f32v, f32v, f64v, T.int64,
+                                 T.float64, T.float64, f32b, f32b, f64v, f64v))
+        _nb_logits.compile(T.void(u8m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m, i64v))
+    return SimpleNamespace(csr=_nb_csr, prepare=_nb_prepare, train=_nb_train, logits=_nb_logits)
 
 
 def _rule(optimizer: Optimizer, theta: np.ndarray) -> tuple[int, np.ndarray, np.ndarray,
@@ -73,9 +114,7 @@ class NumbaEngine(Engine):
         if self.targets is not None:
             raise ConfigError("the numba backend learns from labels only; use numpy for "
                               "soft targets")
-        from digitnet.fast import kernels
-
-        self.kernels = kernels.compiled()
+        self.kernels = compiled()
         self.indptr, self.indices, self.values = self.kernels.csr(readonly(self.images))
         self.dims = np.array(sizes, np.int64)
         self.W1p = blocks(sizes[0], sizes[1])

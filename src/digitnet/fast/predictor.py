@@ -10,7 +10,7 @@ import numpy as np
 
 from digitnet import network
 from digitnet.fast.backend import resolve_backend
-from digitnet.fast.numba_engine import blocks, readonly
+from digitnet.fast.numba_engine import blocks, compiled, readonly
 from digitnet.network import Params
 from digitnet.preprocessing import Preprocessing
 
@@ -44,9 +44,7 @@ class Predictor:
                                examples=0)
         self.backend = "numpy" if name == "reference" else name
         if self.backend == "numba":
-            from digitnet.fast import kernels
-
-            self._kernels = kernels.compiled()
+            self._kernels = compiled()
             p = self.preprocessing
             a, c = np.float32(p.scale / p.std), np.float32(-p.mean / p.std)
             self._a = a
