@@ -511,17 +511,7 @@ def predict(
             order.append(len(names))
             names.append(str(path))
             truths.append(None)
-    saved: list[Path] = []
-    if save_input is not None and inputs:
-        saved = cli_inputs.save_input_names(save_input, names)
-        given = {p.resolve() for p in images or []}
-        clash = next((p for p in saved if p.resolve() in given), None)
-        if clash is not None:
-            fail(f"--save-input would overwrite the input {clash}; give another folder")
-        try:
-            cli_inputs.save_inputs(saved, inputs)
-        except OSError as exc:
-            fail(f"--save-input {save_input}: cannot be written ({exc.strerror or exc})")
+    saved = cli_inputs.save(save_input, names, inputs, images or []) if save_input else []
     probabilities = model.predict_proba(np.stack(inputs)) if inputs else []
     answers: list[dict[str, Any]] = []
     for k, (name, p, truth) in enumerate(zip(names, probabilities, truths, strict=True)):
@@ -536,32 +526,12 @@ def predict(
     if as_json:
         print_json(results)
     else:
-        _print_predictions([r for r in results if "label" in r], model.class_names, top)
+        cli_inputs.print_predictions(console, [r for r in results if "label" in r],
+                                     model.class_names, top)
     if show:
-        from digitnet.terminal import digit_text
-
-        screen = err_console if as_json else console
-        for name, pixels in zip(names, inputs, strict=True):
-            screen.print(Text(f"{name}: the 28x28 input"), highlight=False, soft_wrap=True)
-            screen.print(digit_text(pixels, screen.is_terminal and
-                                    screen.color_system is not None))
+        cli_inputs.show(err_console if as_json else console, names, inputs)
     if refused:
         raise typer.Exit(1)
-
-
-def _print_predictions(results: list[dict[str, Any]], class_names: list[str], top: int) -> None:
-    import numpy as np
-
-    for result in results:
-        p = np.asarray(result["probabilities"])
-        best = np.argsort(-p)[:top]
-        shown = ", ".join(f"{class_names[k]} {p[k]:.1%}" for k in best)
-        truth_label = result.get("true_label")
-        truth_text = f" (true: {class_names[truth_label]})" if truth_label is not None else ""
-        # Text, not markup: file and class names are shown as they are
-        console.print(Text.assemble(f"{result['file']}: ", (class_names[result["label"]], "bold"),
-                                    f"{truth_text}  ", (shown, "dim")), highlight=False,
-                      soft_wrap=True)  # one line per image, however long its name
 
 
 @app.command()
