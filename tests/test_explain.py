@@ -191,3 +191,20 @@ def test_on_a_real_mnist_digit(tmp_path, mnist_dir):
         np.testing.assert_allclose(np.asarray(answer[name]), value, rtol=0, atol=1e-6,
                                    err_msg=name)
     assert answer["label"] == int(model.predict(test_images[4:5])[0])
+
+
+def test_the_digit_in_a_colour_terminal_is_14_rows_of_half_blocks():
+    from rich.console import Console
+
+    from digitnet.terminal import digit_ascii, digit_blocks
+
+    pixels = a_digit()
+    console = Console(force_terminal=True, color_system="truecolor", width=80)
+    with console.capture() as captured:
+        console.print(digit_blocks(pixels))
+    rows = captured.get().splitlines()
+    assert len(rows) == 14 and all(row.count("▀") == 28 for row in rows)
+    top, bottom = int(pixels[6, 7]), int(pixels[7, 7])  # one cell: two pixels, upper and lower
+    assert f"38;2;{top};{top};{top};48;2;{bottom};{bottom};{bottom}m" in rows[3]
+    lines = digit_ascii(pixels).splitlines()
+    assert len(lines) == 28 and lines[6][14:16] == "@@" and lines[0] == " " * 56
