@@ -27,6 +27,7 @@ from digitnet.errors import DigitnetError, ModelFileError  # noqa: E402
 from digitnet.estimator import DigitNetClassifier, ParameterError  # noqa: E402
 from digitnet.model import Model, Preprocessing  # noqa: E402
 
+
 # Every check with the default parameters: fit's min_steps and tol/n_iter_no_change make the
 # same defaults train MNIST's 60,000 rows and the checks' 10 to 300 rows.
 @parametrize_with_checks([DigitNetClassifier()])

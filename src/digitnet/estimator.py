@@ -91,8 +91,8 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-4
         ``fit`` ends early once the training loss (``loss_curve_``) has not fallen below its
         best by at least ``tol`` for more than ``n_iter_no_change`` epochs in a row
-        (scikit-learn's ``MLPClassifier`` rule). With ``validation_size``, the best validation epoch is
-        still the one kept.
+        (scikit-learn's ``MLPClassifier`` rule). With ``validation_size``, the best
+        validation epoch is still the one kept.
     n_iter_no_change : int, default=10
         Epochs without an improvement of ``tol`` that end ``fit`` (full-batch runs count
         their records, one every 10 steps).
