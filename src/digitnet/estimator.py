@@ -603,10 +603,11 @@ _PARAMETER_NAMES = {"hidden": "hidden_units", "layers": "n_layers", "lr": "learn
 
 def _as_parameter_error(exc: ConfigError) -> ParameterError:
     """The trainer's complaint about a TrainConfig field, told in this estimator's names."""
-    field = exc.field
-    param = _PARAMETER_NAMES.get(field, field) if field is not None else None
-    message = str(exc)
-    if field is not None and param != field:
+    field, message = exc.field, str(exc)
+    if field is None:
+        return ParameterError(message)
+    param = _PARAMETER_NAMES.get(field, field)
+    if param != field:
         # The trainer's messages open with the field's name ("hidden = 0 is out of ...").
         message = (param + message[len(field):] if message.startswith(field)
                    else f"{param}: {message}")
