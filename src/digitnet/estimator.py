@@ -34,6 +34,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "pip install 'digitnet[sklearn]'") from exc
 
 from digitnet.errors import ConfigError
+from digitnet.estimator_params import (
+    ParameterError,
+    as_parameter_error,
+    require,
+    seed_of,
+    train_until_converged,
+)
 from digitnet.model import Model, Preprocessing
 from digitnet.network import Params
 from digitnet.training import TrainConfig, Trainer, make_config, with_overrides
@@ -43,18 +50,9 @@ __all__ = ["DigitNetClassifier", "ParameterError"]
 # Input dtypes kept as they are; anything else (int64, object, lists) becomes float64. uint8 is
 # kept so that "auto" can recognise pixels and MNIST's 47 MB stays 47 MB.
 _INPUT_DTYPES = [np.float64, np.float32, np.uint8]
-_SEED_LIMIT = 2**63 - 1  # TrainConfig's seed bound
 _MAX_EPOCHS = 100_000  # TrainConfig's epochs bound: min_steps may ask one step an epoch
 # The parameters a model file's training config cannot tell (fit's plan and stopping rule).
 _NOT_IN_CONFIG = ("epochs", "min_steps", "tol", "n_iter_no_change")
-
-
-class ParameterError(ConfigError, ValueError):
-    """A hyper-parameter is out of range or of the wrong type.
-
-    Both a :class:`~digitnet.errors.ConfigError` (so the command line shows one line) and a
-    ``ValueError`` (what scikit-learn's tools expect from ``fit``).
-    """
 
 
 class DigitNetClassifier(ClassifierMixin, BaseEstimator):
@@ -242,7 +240,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
                                                          / trainer.steps_per_epoch))
             trainer = Trainer(config, X, codes, len(self.classes_), transform)
         self.__dict__.pop("_optimizer_state", None)  # partial_fit after fit: a fresh optimizer
-        self.converged_ = _train_until_converged(trainer, float(self.tol),
+        self.converged_ = train_until_converged(trainer, float(self.tol),
                                                  int(self.n_iter_no_change))
         self._store(trainer, trainer.result(), config, reset=True)
         return self
@@ -302,11 +300,11 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
     def _config(self, n_samples: int, partial: bool) -> TrainConfig:
         for name in ("hidden_units", "n_layers", "batch_size", "epochs", "min_steps",
                      "n_iter_no_change"):
-            _require(name, getattr(self, name), numbers.Integral)
+            require(name, getattr(self, name), numbers.Integral)
         for name in ("learning_rate", "l2", "tol"):
-            _require(name, getattr(self, name), numbers.Real)
+            require(name, getattr(self, name), numbers.Real)
         for name in ("optimizer", "schedule"):
-            _require(name, getattr(self, name), str)
+            require(name, getattr(self, name), str)
         if not 0 <= self.min_steps <= _MAX_EPOCHS:
             raise ParameterError(f"min_steps = {self.min_steps} is out of range; it must be "
                                  f">= 0 and <= {_MAX_EPOCHS:,}", "min_steps")
@@ -323,18 +321,18 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
                 epochs=1 if partial else int(self.epochs), l2=float(self.l2),
                 schedule="constant" if partial else self.schedule,
                 val_size=0 if partial else self._validation_count(n_samples),
-                select_best=not partial, seed=_seed(self.random_state))
+                select_best=not partial, seed=seed_of(self.random_state))
         except ParameterError:
             raise
         except ConfigError as exc:
-            raise _as_parameter_error(exc) from None
+            raise as_parameter_error(exc) from None
 
     @staticmethod
     def _with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
         try:
             return with_overrides(config, epochs=epochs)
         except ConfigError as exc:
-            raise _as_parameter_error(exc) from None
+            raise as_parameter_error(exc) from None
 
     def _validation_count(self, n_samples: int) -> int:
         size = self.validation_size
@@ -556,59 +554,3 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         from digitnet import modelfile
 
         return cls.from_model(modelfile.load(path))
-
-
-def _require(name: str, value: Any, kind: type) -> None:
-    if not isinstance(value, kind) or isinstance(value, bool):
-        expected = ("an integer" if kind is numbers.Integral else
-                    "a number" if kind is numbers.Real else "a string")
-        raise ParameterError(f"{name} = {value!r} must be {expected}", name)
-
-
-def _seed(random_state: Any) -> int:
-    """One integer seed for the trainer, from scikit-learn's kinds of random_state."""
-    if random_state is None:
-        return int(np.random.default_rng().integers(_SEED_LIMIT))  # fresh OS entropy
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        seed = int(random_state)
-        if not 0 <= seed <= _SEED_LIMIT:
-            raise ParameterError(f"random_state = {seed} must be between 0 and 2**63-1",
-                                 "random_state")
-        return seed
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(_SEED_LIMIT))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(np.iinfo(np.int32).max))
-    raise ParameterError(f"random_state = {random_state!r} must be None, an integer, a "
-                         "numpy Generator or a RandomState", "random_state")
-
-
-def _train_until_converged(trainer: Trainer, tol: float, patience: int) -> bool:
-    """Run ``trainer`` to its end, or stop it once the training loss has not fallen below its
-    best by ``tol`` for more than ``patience`` records in a row; True when it stopped so."""
-    best, stale, converged = math.inf, 0, False
-    for record in trainer.events():
-        stale = stale + 1 if record.loss > best - tol else 0
-        best = min(best, record.loss)
-        if stale > patience:  # scikit-learn counts the same way
-            converged = True
-            trainer.stop()  # events() ends at the next step boundary, before another step
-    return converged
-
-
-# TrainConfig's fields that this estimator calls by other names.
-_PARAMETER_NAMES = {"hidden": "hidden_units", "layers": "n_layers", "lr": "learning_rate",
-                    "val_size": "validation_size"}
-
-
-def _as_parameter_error(exc: ConfigError) -> ParameterError:
-    """The trainer's complaint about a TrainConfig field, told in this estimator's names."""
-    field, message = exc.field, str(exc)
-    if field is None:
-        return ParameterError(message)
-    param = _PARAMETER_NAMES.get(field, field)
-    if param != field:
-        # The trainer's messages open with the field's name ("hidden = 0 is out of ...").
-        message = (param + message[len(field):] if message.startswith(field)
-                   else f"{param}: {message}")
-    return ParameterError(message, param)
