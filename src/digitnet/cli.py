@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -29,6 +29,9 @@ except ImportError:
 
 from digitnet import __version__
 from digitnet.errors import DigitnetError
+
+if TYPE_CHECKING:
+    from digitnet.bench import BenchResult
 
 
 class _Group(TyperGroup):
@@ -797,79 +800,78 @@ def bench(
     with err_console.status("benchmarking") as status:
         result = benchmark.run(data_dir, settings, progress=lambda m: status.update(m))
     if as_json:
-        print_json(result)
+        print_json(result.to_dict())
         return
     _bench_tables(result)
 
 
-def _bench_tables(result: dict[str, Any]) -> None:
+def _bench_tables(result: BenchResult) -> None:
     """The benchmark's figures as Rich tables."""
     peers = {"digitnet": "digitnet", "digitnet_numpy": "digitnet (numpy)",
              "digitnet_reference": "digitnet (reference)", "sklearn": "scikit-learn",
-             "torch": "PyTorch", "naive": "naive notebook"}
-    m = result["machine"]
-    console.print(f"[bold]{m['cpu']}[/], {m['cores']} cores, {m['threads']} thread(s); numpy "
-                  f"{m['numpy']} ({m.get('blas', '?')}), scikit-learn {m.get('sklearn')}, "
-                  f"torch {m.get('torch')}, numba {m.get('numba', '-')}; digitnet backend "
-                  f"{m['backend']}" + ("  [yellow](--quick)[/]" if result["quick"] else ""))
+             "torch": "PyTorch"}
+    m = result.machine
+    console.print(f"[bold]{m.cpu}[/], {m.cores} cores, {m.threads} thread(s); numpy "
+                  f"{m.numpy} ({m.blas or '?'}), scikit-learn {m.sklearn}, torch {m.torch}, "
+                  f"numba {m.numba or '-'}; digitnet backend {m.backend}"
+                  + ("  [yellow](--quick)[/]" if result.quick else ""))
     epochs = Table(title="seconds per training epoch (60,000 images)")
     epochs.add_column("batch", justify="right")
-    names = list(result["epoch_seconds"]["128"])
+    names = [name for name, _ in result.epoch_seconds[0].seconds.items()]
     for name in names:
         epochs.add_column(peers[name], justify="right")
-    for batch, row in result["epoch_seconds"].items():
-        epochs.add_row(batch, *(f"{row[name]:.4f}" for name in names))
+    for row in result.epoch_seconds:
+        epochs.add_row(str(row.batch), *(f"{value:.4f}" for _, value in row.seconds.items()))
     console.print(epochs)
-    race = result["time_to_accuracy"]
-    table = Table(title=f"seconds from scratch to a test accuracy (cap {race['cap_seconds']:g} s;"
+    race = result.time_to_accuracy
+    table = Table(title=f"seconds from scratch to a test accuracy (cap {race.cap_seconds:g} s;"
                   " evaluation not counted)")
     table.add_column("target", justify="right")
+    racers = (race.digitnet, race.sklearn, race.torch)
     for name in ("digitnet", "sklearn", "torch"):
         table.add_column(peers[name], justify="right")
-    for target in race["digitnet"]:
+    for k, first in enumerate(race.digitnet.targets):
         cells = []
-        for name in ("digitnet", "sklearn", "torch"):
-            r = race[name][target]
-            mark = "" if r["reached"] else " (not reached)"
-            cells.append(f"{r['seconds']:.2f} ({r['epochs']} ep){mark}")
-        table.add_row(f"{float(target):.0%}", *cells)
+        for peer in racers:
+            r = peer.targets[k]
+            mark = "" if r.reached else " (not reached)"
+            cells.append(f"{r.seconds:.2f} ({r.epochs} ep){mark}")
+        table.add_row(f"{first.target:.0%}", *cells)
     console.print(table)
-    seed = result["seed_preset"]
-    table = Table(title=f"the seed preset: {seed['iterations']} full-batch iterations")
+    seed = result.seed_preset
+    table = Table(title=f"the seed preset: {seed.iterations} full-batch iterations")
     for column in ("", "seconds", "ms per iteration", "test accuracy"):
         table.add_column(column, justify="right")
-    for name in ("digitnet", "naive"):
-        if name in seed:
-            r = seed[name]
-            table.add_row(peers[name], f"{r['seconds']:.2f}",
-                          f"{1000 * r['seconds_per_iteration']:.1f}",
-                          f"{r['test_accuracy']:.2%}")
+    for label, run in (("digitnet", seed.digitnet), ("naive notebook", seed.naive)):
+        table.add_row(label, f"{run.seconds:.2f}", f"{1000 * run.seconds_per_iteration:.1f}",
+                      f"{run.test_accuracy:.2%}")
     console.print(table)
-    inference = result["inference"]
-    table = Table(title=f"inference on the {inference['images']:,} test images")
+    inference = result.inference
+    table = Table(title=f"inference on the {inference.images:,} test images")
     for column in ("", "images per second", "one image (µs)"):
         table.add_column(column, justify="right")
-    for name, speed in inference["images_per_second"].items():
-        one = inference["single_image_seconds"].get(name)
+    single = dict(inference.single_image_seconds.items())
+    for name, speed in inference.images_per_second.items():
+        one = single.get(name)
         table.add_row(peers[name], f"{speed:,.0f}", "" if one is None else f"{1e6 * one:.1f}")
     console.print(table)
-    floor = result["floor"]
+    floor = result.floor
     table = Table(title="the machine and memory")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_row("float32 matmul", f"{floor['matmul_gflops']:.1f} GFLOP/s")
-    table.add_row("array copy", f"{floor['copy_gb_per_s']:.1f} GB/s")
+    table.add_row("float32 matmul", f"{floor.matmul_gflops:.1f} GFLOP/s")
+    table.add_row("array copy", f"{floor.copy_gb_per_s:.1f} GB/s")
     table.add_row("epoch floor: FLOPs / stream float32 inputs",
-                  f"{floor['epoch_flop_floor_s']:.4f} s / {floor['epoch_stream_floor_s']:.4f} s")
-    for run in result["memory"]:
-        table.add_row(f"peak RSS, default training ({run['backend']} backend)",
-                      f"{run['peak_rss_mib']:.0f} MiB")
+                  f"{floor.epoch_flop_floor_s:.4f} s / {floor.epoch_stream_floor_s:.4f} s")
+    for memory in result.memory:
+        table.add_row(f"peak RSS, default training ({memory.backend} backend)",
+                      f"{memory.peak_rss_mib:.0f} MiB")
     console.print(table)
     ratios = Table(title="digitnet divided by the peer (times: lower is better; images/s: "
                    "higher is better)")
     ratios.add_column("ratio")
     ratios.add_column("value", justify="right")
-    for name, value in result["ratios"].items():
+    for name, value in result.ratios.to_dict().items():
         ratios.add_row(name, f"{value:.3f}")
     console.print(ratios)
 
