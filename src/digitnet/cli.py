@@ -8,8 +8,10 @@ stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -29,6 +31,10 @@ from digitnet import __version__
 from digitnet.errors import DigitnetError
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside training: unwinds like Ctrl-C, so temporary files are removed."""
+
+
 class _Group(TyperGroup):
     """Turns the errors digitnet raises on purpose into one line on stderr and exit 1."""
 
@@ -39,6 +45,12 @@ class _Group(TyperGroup):
             fail(str(exc))
         except UsageError as exc:  # a command's options: one line too, and exit 2 as click does
             fail(_usage_line(exc), code=2)
+        except KeyboardInterrupt:
+            _print_error("interrupted (Ctrl-C)")
+            raise typer.Exit(130) from None
+        except _Terminated:
+            _print_error("terminated (SIGTERM)")
+            raise typer.Exit(143) from None
 
 
 app = typer.Typer(
@@ -67,9 +79,31 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _print_error(message: object) -> None:
-    # Text, not markup: a file name like "x[/]y.png" is shown as it is, not parsed as a tag.
-    err_console.print(Text.assemble(("error:", "bold red"), " ", str(message)),
+    # Text, not markup: a file name like "x[/]y.png" is shown as it is, not parsed as a tag;
+    # control characters (from a file name or a file's content) are shown escaped, so the
+    # message stays one line and cannot drive the terminal.
+    err_console.print(Text.assemble(("error:", "bold red"), " ", shown(str(message))),
                       highlight=False, soft_wrap=True)
+
+
+def shown(text: object) -> str:
+    """``text`` for the terminal: control and format characters (escape sequences, newlines,
+    bidirectional overrides) replaced by their escapes, so text from a file is shown as text."""
+    text = str(text)
+    if all(ch.isprintable() or ch == " " for ch in text):
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escaped(ch) for ch in text)
+
+
+def _safe(text: object) -> str:
+    """Text from a file or a path, ready for Rich: control characters escaped, markup too."""
+    return escape(shown(text))
+
+
+def _escaped(ch: str) -> str:
+    if unicodedata.category(ch) == "Zs":  # a no-break or other visible space
+        return ch
+    return ascii(ch)[1:-1]
 
 
 def _usage_line(exc: Exception) -> str:
@@ -247,7 +281,7 @@ def train(
     Ctrl-C or SIGTERM stops after the current epoch, writes a checkpoint and exits with 130 or
     143; `digitnet train --resume CHECKPOINT` goes on from there.
     """
-    from digitnet import checkpoint, modelfile, training
+    from digitnet import checkpoint, guard, modelfile, training
 
     overrides = dict(hidden=hidden, layers=layers, epochs=epochs, iterations=iterations,
                      batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule,
@@ -263,12 +297,9 @@ def train(
     else:
         config = training.make_config(preset, **overrides)
     out = out or Path("models") / f"{config.preset}.safetensors"
+    guard.check_output(out, [resume], what="--out", example="model.safetensors")
     checkpoint_path = checkpoint_path or resume or out.with_name(out.name + ".ckpt")
-    if out.is_dir():
-        fail(f"{out}: is a directory; give a file name like model.safetensors")
-    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocked is not None:  # found now, not after training
-        fail(f"{out}: cannot be written, {blocked} is a file, not a folder")
+    _check_train_outputs(out, checkpoint_path, resume, config.dataset, data_dir)
     progress, show = _train_progress(
         config.iterations or config.epochs, quiet or as_json, config.iterations is not None)
     running: list[training.Trainer] = []
@@ -286,11 +317,12 @@ def train(
         except training.TrainingInterrupted as exc:
             checkpoint.save(exc.trainer, checkpoint_path)
             progress.stop()
-            err_console.print(Text(f"{stop.name}: {exc}; checkpoint saved to "
-                                   f"{checkpoint_path}; continue with: digitnet train "
-                                   f"--resume {checkpoint_path} --out {out}"), soft_wrap=True)
+            err_console.print(Text(shown(f"{stop.name}: {exc}; checkpoint saved to "
+                                         f"{checkpoint_path}; continue with: digitnet train "
+                                         f"--resume {checkpoint_path} --out {out}")),
+                              soft_wrap=True)
             raise typer.Exit(stop.exit_code) from None
-    modelfile.save(model, out)
+    modelfile.save(model, out, [resume])
     metrics = model.meta["metrics"]
     if as_json:
         print_json({**metrics, "model": str(out), "preset": config.preset,
@@ -303,7 +335,31 @@ def train(
                   f"{metrics['test_accuracy']:.2%}", f"{metrics['train_seconds']:.2f}",
                   str(metrics["epochs"]), str(metrics["iterations"]))
     console.print(table)
-    console.print(Text.assemble("model saved to ", (str(out), "bold")))
+    console.print(Text.assemble("model saved to ", (shown(out), "bold")))
+
+
+def _check_train_outputs(out: Path, checkpoint_path: Path, resume: Path | None, dataset: str,
+                         data_dir: Path | None) -> None:
+    """Refuse, before any training, outputs that cannot be written or are the run's inputs.
+
+    The checkpoint may be the one resumed from (it is read whole at the start, and each new
+    checkpoint continues it); the model file may be neither, nor any of the data files.
+    """
+    from digitnet import datasets, guard
+
+    guard.check_output(checkpoint_path, [], what="--checkpoint", example="run.ckpt")
+    if guard.same_file(out, checkpoint_path):
+        fail(f"--checkpoint {checkpoint_path}: is the same file as --out; give the checkpoint "
+             f"its own name, e.g. {out.name}.ckpt")
+    data_files: list[Path] = []
+    for split in datasets.SPLITS:
+        try:
+            found = datasets.locate(dataset, split, data_dir, download=False)
+        except DigitnetError:  # not there yet (or a bad folder): training says so itself
+            continue
+        data_files += [found.images, found.labels]
+    guard.check_output(out, data_files, what="--out", example="model.safetensors")
+    guard.check_output(checkpoint_path, data_files, what="--checkpoint", example="run.ckpt")
 
 
 class _StopSignals:
@@ -326,6 +382,7 @@ class _StopSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signal is not None:  # asked twice: stop now, without a checkpoint
+            _print_error("stopped at once by a second signal; no checkpoint written")
             raise SystemExit(self.CODES[signum])
         self.signal = signum
 
@@ -358,7 +415,16 @@ def _check_takes_digits(model: Any, path: Path) -> None:
              "digit, so it cannot read digits")
 
 
-def _labelled_data(dataset: str, split: str, data_dir: Path | None):
+def _labelled_data(dataset: str, split: str, data_dir: Path | None, use: str = "evaluated"):
+    images, labels = _digits(dataset, split, data_dir)
+    if labels is None:
+        fail(f"{dataset}: has no labels, so it cannot be {use}; give a file with a label "
+             "column (or predict its digits with digitnet predict --dataset FILE --index N)")
+    return images, labels
+
+
+def _digits(dataset: str, split: str, data_dir: Path | None):
+    """The images and labels (None for a file without them) of a dataset name or a file."""
     from digitnet import datasets
 
     if dataset in datasets.DATASETS:
@@ -367,11 +433,21 @@ def _labelled_data(dataset: str, split: str, data_dir: Path | None):
     if not path.exists() and not path.is_symlink():  # a link loop: the reader says so
         fail(f"{dataset}: neither a dataset name ({', '.join(datasets.DATASETS)}) nor a file")
     images, labels = datasets.load_file(path, split)
-    if labels is None:
-        fail(f"{path}: has no labels, so it cannot be evaluated; use predict")
     if len(images) == 0:
         fail(f"{path}: holds no images")
     return images, labels
+
+
+def _probabilities(model: Any, images: Any, path: Path) -> Any:
+    """The model's class probabilities, refused when they are not finite numbers."""
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        probabilities = model.predict_proba(images)
+    if not np.isfinite(probabilities).all():
+        fail(f"{path}: the model's outputs are not finite numbers (NaN or inf) for these "
+             "images; its weights overflow on them, so retrain it")
+    return probabilities
 
 
 @app.command()
@@ -392,13 +468,14 @@ def evaluate(
     images, labels = _labelled_data(dataset, split, data_dir)
     if labels.max() >= model.sizes[-1]:
         fail(f"{dataset}: holds label {labels.max()}, but the model knows only "
-             f"{model.sizes[-1]} classes")
-    result = metrics.evaluate(labels, model.predict(images), model.sizes[-1])
+             f"{model.sizes[-1]} classes; give a model trained on this dataset")
+    predicted = _probabilities(model, images, model_path).argmax(axis=1)
+    result = metrics.evaluate(labels, predicted, model.sizes[-1])
     if as_json:
         print_json({"model": str(model_path), "dataset": dataset, "split": split, **result})
         return
-    names = [escape(name) for name in model.class_names]  # names are data, not markup
-    table = Table(title=f"{escape(str(model_path))} on {escape(dataset)} {split}: accuracy "
+    names = [_safe(name) for name in model.class_names]  # names are data, not markup
+    table = Table(title=f"{_safe(str(model_path))} on {_safe(dataset)} {split}: accuracy "
                   f"{result['accuracy']:.2%} of {result['n']:,}")
     for column in ("class", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
@@ -420,7 +497,8 @@ def predict(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
     images: Annotated[list[Path] | None, typer.Argument(metavar="IMAGE...",
                                                         help="PNG, JPEG or BMP files.")] = None,
-    top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,
+    top: Annotated[int | None, typer.Option(help="How many classes to show per image "
+                                            "(default 3, or all when fewer).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Predict a stored digit of this "
                                                 "dataset instead (with --index).")] = None,
     index: Annotated[int | None, typer.Option(help="Which digit of --dataset.")] = None,
@@ -437,6 +515,7 @@ def predict(
     model = _load_model(model_path)
     _check_takes_digits(model, model_path)
     n_classes = model.sizes[-1]
+    top = min(3, n_classes) if top is None else top
     if not 1 <= top <= n_classes:
         fail(f"--top {top} is out of range; it must be between 1 and {n_classes}")
     inputs: list[np.ndarray] = []
@@ -447,13 +526,13 @@ def predict(
             fail("give image files or --dataset/--index, not both")
         if dataset is None or index is None:
             fail("--dataset and --index go together")
-        data, labels = _labelled_data(dataset, split, data_dir)
+        data, labels = _digits(dataset, split, data_dir)
         if not 0 <= index < len(data):
             fail(f"--index {index} is out of range; {dataset} {split} has {len(data):,} "
                  f"images (0 to {len(data) - 1})")
         inputs.append(data[index])
         names.append(f"{dataset}[{split}][{index}]")
-        truths.append(int(labels[index]))
+        truths.append(None if labels is None else int(labels[index]))
     elif not images:
         fail("give at least one image file, or --dataset and --index")
     else:
@@ -461,7 +540,7 @@ def predict(
             inputs.append(imaging.preprocess(path))
             names.append(str(path))
             truths.append(None)
-    probabilities = model.predict_proba(np.stack(inputs))
+    probabilities = _probabilities(model, np.stack(inputs), model_path)
     results = []
     for name, p, truth in zip(names, probabilities, truths, strict=True):
         result = {"file": name, "label": int(np.argmax(p)),
@@ -476,12 +555,15 @@ def predict(
     for result in results:
         p = np.asarray(result["probabilities"])
         best = np.argsort(-p)[:top]
-        shown = ", ".join(f"{class_names[k]} {p[k]:.1%}" for k in best)
+        ranked = ", ".join(f"{shown(class_names[k])} {p[k]:.1%}" for k in best)
         truth_label = result.get("true_label")
-        truth_text = f" (true: {class_names[truth_label]})" if truth_label is not None else ""
+        truth_name = (class_names[truth_label] if truth_label is not None
+                      and truth_label < len(class_names) else str(truth_label))
+        truth_text = f" (true: {shown(truth_name)})" if truth_label is not None else ""
         # Text, not markup: file and class names are shown as they are
-        console.print(Text.assemble(f"{result['file']}: ", (class_names[result["label"]], "bold"),
-                                    f"{truth_text}  ", (shown, "dim")), highlight=False)
+        console.print(Text.assemble(f"{shown(result['file'])}: ",
+                                    (shown(class_names[result["label"]]), "bold"),
+                                    f"{truth_text}  ", (ranked, "dim")), highlight=False)
 
 
 @app.command()
@@ -507,23 +589,23 @@ def info(
     if as_json:
         print_json(summary)
         return
-    table = Table(title=escape(str(model_path)), show_header=False)
+    table = Table(title=_safe(str(model_path)), show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
     table.add_row("network", "-".join(map(str, model.sizes)) + " (ReLU hidden, softmax out)")
-    table.add_row("preset", escape(str(summary["preset"])))  # text from the file, not markup
-    table.add_row("digitnet", escape(str(summary["digitnet_version"])))
+    table.add_row("preset", _safe(str(summary["preset"])))  # text from the file, not markup
+    table.add_row("digitnet", _safe(str(summary["digitnet_version"])))
     table.add_row("weights SHA-256", f"{summary['weights_sha256']} (verified)")
     for key, value in summary["metrics"].items():
         if key.endswith("accuracy") and isinstance(value, float):
-            shown = f"{value:.2%}"
+            text = f"{value:.2%}"
         else:
-            shown = f"{value:.2f}" if isinstance(value, float) else str(value)
-        table.add_row(escape(key), escape(shown))
+            text = f"{value:.2f}" if isinstance(value, float) else str(value)
+        table.add_row(_safe(key), _safe(text))
     data = summary["datasets"]
     for split in ("train", "test"):
         for stem, digest in data.get(split, {}).get("sha256", {}).items():
-            table.add_row(escape(f"{data.get('name', '')} {stem}"), escape(digest))
+            table.add_row(_safe(f"{data.get('name', '')} {stem}"), _safe(digest))
     console.print(table)
 
 
@@ -572,8 +654,13 @@ def gradcheck(
     as_json: Json = False,
 ) -> None:
     """Compare backpropagation with central differences (float64, small random network)."""
+    import math
+
     from digitnet.gradcheck import gradient_check
 
+    if not (math.isfinite(threshold) and 0 < threshold < 1):
+        fail(f"--threshold {threshold:g} is out of range; give a relative error between 0 and "
+             "1, e.g. 1e-6")
     result = gradient_check()
     ok = result.max_relative_error <= threshold
     if as_json:
@@ -587,7 +674,8 @@ def gradcheck(
         console.print(f"gradient check {verdict}: {result.max_relative_error:.2e} "
                       f"(threshold {threshold:.0e})")
     if not ok:
-        raise typer.Exit(1)
+        fail(f"gradient check failed: the largest relative error "
+             f"{result.max_relative_error:.2e} is above --threshold {threshold:.0e}")
 
 
 @app.command()
@@ -605,12 +693,15 @@ def report(
     _check_split(split)
     if out.exists() and not out.is_dir():
         fail(f"{out}: is a file; give a folder for the report")
+    _check_report_folder(out, [model_path, Path(dataset)])
     try:
         from digitnet import report as reporting
     except ImportError as exc:
         fail(f"report needs matplotlib ({exc.name} is missing): pip install 'digitnet[plot]'")
     model = _load_model(model_path)
-    images, labels = _labelled_data(dataset, split, data_dir)
+    _check_takes_digits(model, model_path)
+    images, labels = _labelled_data(dataset, split, data_dir, use="reported on")
+    _check_classes(model, model_path, labels, dataset)
     source = f"{dataset if dataset in ('mnist', 'fashion-mnist') else Path(dataset).name} {split}"
     try:
         written = reporting.write_report(model, images, labels, out, source)
@@ -623,9 +714,28 @@ def report(
                     "files": [str(p) for p in written]})
         return
     for path in written:
-        console.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
-    console.print(f"open [bold]{escape(str(written[-1]))}[/] in a browser", highlight=False,
+        console.print(f"wrote {_safe(str(path))}", highlight=False, soft_wrap=True)
+    console.print(f"open [bold]{_safe(str(written[-1]))}[/] in a browser", highlight=False,
                   soft_wrap=True)
+
+
+def _check_report_folder(out: Path, inputs: list[Path]) -> None:
+    """Refuse a report folder holding an input under a name the report writes (PNG, HTML)."""
+    from digitnet import guard
+
+    for path in inputs:
+        if path.suffix.lower() not in (".png", ".html") or not path.exists():
+            continue
+        if guard.same_file(path.parent, out) and path.name != "":
+            fail(f"--out {out}: holds the input {path}, which the report's files could "
+                 "replace; give another folder")
+
+
+def _check_classes(model: Any, model_path: Path, labels: Any, dataset: str) -> None:
+    if len(labels) and int(labels.max()) >= model.sizes[-1]:
+        fail(f"{model_path}: the model knows {model.sizes[-1]} classes (0 to "
+             f"{model.sizes[-1] - 1}), but {dataset} holds label {int(labels.max())}; give "
+             "a model trained on this dataset")
 
 
 def _sample_digits(model: Any, data_dir: Path | None):
@@ -634,13 +744,19 @@ def _sample_digits(model: Any, data_dir: Path | None):
 
     name = (model.meta.get("datasets") or {}).get("name") or \
         (model.meta.get("config") or {}).get("dataset") or "mnist"
-    if name not in datasets.DATASETS:
+    if not isinstance(name, str) or name not in datasets.DATASETS:
+        return None
+    if len(datasets.DATASETS[name].class_names) != model.sizes[-1]:
+        err_console.print(f"[yellow]note:[/] the model has {model.sizes[-1]} classes, not the "
+                          f"{len(datasets.DATASETS[name].class_names)} of {name}, so the page "
+                          "hides its random-digit button", highlight=False, soft_wrap=True)
         return None
     try:
         return datasets.load(name, "test", data_dir, download=False)
     except DigitnetError as exc:
         err_console.print(f"[yellow]note:[/] no {name} test digits, so the page hides its "
-                          f"random-digit button ({exc})", highlight=False, soft_wrap=True)
+                          f"random-digit button ({_safe(exc)})", highlight=False,
+                          soft_wrap=True)
         return None
 
 
@@ -657,6 +773,7 @@ def serve(
     if not 0 <= port <= 65535:
         fail(f"--port {port} is out of range; it must be between 0 and 65535")
     model = _load_model(model_path)  # a bad model file stops here, before the port is bound
+    _check_takes_digits(model, model_path)
     try:
         import uvicorn
 
@@ -672,8 +789,8 @@ def serve(
     web_log = logging.getLogger("digitnet.web")
     web_log.addHandler(handler)
     web_log.propagate = False
-    shown = f"[{host}]" if ":" in host else host
-    console.print(f"serving {escape(str(model_path))} on [bold]http://{escape(shown)}:{port}/[/] "
+    address = f"[{host}]" if ":" in host else host
+    console.print(f"serving {_safe(str(model_path))} on [bold]http://{_safe(address)}:{port}/[/] "
                   "(Ctrl+C stops)",
                   highlight=False)
     uvicorn.run(web_app, host=host, port=port, log_level="info")
@@ -690,17 +807,22 @@ def export(
 ) -> None:
     """Export a model to ONNX: pixels in; probabilities and label out."""
     from digitnet import export as onnx_export
+    from digitnet import guard
 
+    if input_type not in onnx_export.INPUT_TYPES:
+        fail(f"--input-type {shown(input_type)!r} is unknown; choose "
+             f"{' or '.join(onnx_export.INPUT_TYPES)}")
+    guard.check_output(out, [model_path], what="OUT", example="model.onnx")
     model = _load_model(model_path)
-    written = onnx_export.to_onnx(model, out, input_type)
+    written = onnx_export.to_onnx(model, out, input_type, inputs=[model_path])
     result = {"model": str(model_path), "onnx": str(written), "sizes": list(model.sizes),
               "input_type": input_type, "opset": onnx_export.OPSET,
               "ir_version": onnx_export.IR_VERSION, "bytes": written.stat().st_size}
     if as_json:
         print_json(result)
         return
-    console.print(f"wrote [bold]{written}[/]: {'-'.join(map(str, model.sizes))} network, input "
-                  f"'pixels' {input_type} [N, {model.sizes[0]}], outputs 'probabilities' and "
+    console.print(f"wrote [bold]{_safe(written)}[/]: {'-'.join(map(str, model.sizes))} network, "
+                  f"input 'pixels' {input_type} [N, {model.sizes[0]}], outputs 'probabilities' and "
                   f"'label' (ONNX opset {onnx_export.OPSET})", highlight=False)
 
 
@@ -802,17 +924,71 @@ def _bench_tables(result: dict[str, Any]) -> None:
 
 def main() -> None:
     """Entry point: run the app, turning digitnet's errors into one line and exit 1."""
+    _prepare_streams()
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except DigitnetError as exc:
         _print_error(exc)
         sys.exit(1)
-    except ValueError as exc:  # options Typer parsed but the library refused
-        _print_error(" ".join(str(exc).split()))
-        sys.exit(2)
     except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]")
+        _print_error("interrupted (Ctrl-C)")
         sys.exit(130)
+    except _Terminated:
+        _print_error("terminated (SIGTERM)")
+        sys.exit(143)
+    except SystemExit as exc:
+        _flush_stdout()
+        raise SystemExit(exc.code) from None
+    except OSError as exc:  # writing the output failed: a full disk, a closed pipe
+        if exc.filename is not None or not _stdout_failed(exc):
+            raise
+        _stdout_error(exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _flush_stdout()
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def _prepare_streams() -> None:
+    """Make the output streams safe to print anything to, or refuse a missing one at once."""
+    if sys.stdout is None:  # started with stdout closed: output would vanish
+        _print_error("standard output is closed; run digitnet with it open, or send it to a "
+                     "file (> out.txt) or to /dev/null")
+        sys.exit(1)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:  # a terminal that cannot show a character shows its escape
+            reconfigure(errors="backslashreplace")
+    for shell in (console, err_console):
+        if not 40 <= shell.width <= 1000:  # COLUMNS=0 or absurd: Rich would print nothing
+            shell.width = min(max(shell.width, 80), 1000)
+
+
+def _stdout_failed(exc: OSError) -> bool:
+    return isinstance(exc, BrokenPipeError) or exc.errno in (28, 5, 27, 32)  # ENOSPC EIO EFBIG
+
+
+def _stdout_error(exc: OSError) -> None:
+    # Whatever is still buffered cannot be written either: drop it, so exiting stays quiet.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    _print_error(f"cannot write to standard output ({exc.strerror or exc}); the output is "
+                 "incomplete")
+    sys.exit(1)
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _stdout_error(exc)
 
 
 if __name__ == "__main__":
