@@ -775,9 +775,8 @@ def serve(
     model = _load_model(model_path)  # a bad model file stops here, before the port is bound
     _check_takes_digits(model, model_path)
     try:
-        import uvicorn
-
         from digitnet.web.app import create_app
+        from digitnet.web.server import run as run_server
     except ImportError as exc:
         fail(f"serve needs the web extra ({exc.name} is missing): pip install 'digitnet[web]'")
     try:
@@ -793,7 +792,7 @@ def serve(
     console.print(f"serving {_safe(str(model_path))} on [bold]http://{_safe(address)}:{port}/[/] "
                   "(Ctrl+C stops)",
                   highlight=False)
-    uvicorn.run(web_app, host=host, port=port, log_level="info")
+    run_server(web_app, host, port)
 
 
 @app.command()

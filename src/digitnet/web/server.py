@@ -1,0 +1,156 @@
+"""Running the web app with uvicorn, guarded against clients that hold connections open.
+
+uvicorn closes a keep-alive connection that stays idle after a response, but not one that
+never sends a request, or sends half its headers and stops. Enough of those exhaust the file
+descriptors, after which every accept fails and asyncio logs a traceback each time. Here:
+
+* a connection has ``header_timeout`` seconds to send its request's headers (the first one and
+  each one after), or it is closed;
+* at most ``max_connections`` are open at once, fewer than the descriptor limit allows; when a
+  new one would pass that, the oldest connection with no request in progress is closed to
+  make room (or, when every one is busy, the new one is);
+* that is logged once a minute, as one line, never per connection; so is a failed accept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+__all__ = ["run", "GuardedH11", "connection_limit", "HEADER_TIMEOUT", "KEEP_ALIVE"]
+
+HEADER_TIMEOUT = 10.0
+"""Seconds a connection has to send the headers of its next request."""
+KEEP_ALIVE = 5.0
+"""Seconds an idle keep-alive connection stays open after a response."""
+MAX_CONNECTIONS = 1000
+"""Open connections at most, whatever the descriptor limit."""
+RESERVED_FDS = 64
+"""Descriptors kept free for everything but connections: files, the log, worker threads."""
+QUIET_SECONDS = 60.0
+
+log = logging.getLogger("digitnet.web")
+
+
+def connection_limit(maximum: int = MAX_CONNECTIONS) -> int:
+    """How many connections may be open: ``maximum``, or fewer under a low descriptor limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return maximum
+    return max(8, min(maximum, soft - RESERVED_FDS))
+
+
+class _Once:
+    """A warning logged at most once per ``QUIET_SECONDS``, with a count of what it stood for."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.last = -float("inf")
+        self.count = 0
+
+    def note(self) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.last >= QUIET_SECONDS:
+            log.warning("%s (%d since the last note; noted once a minute)", self.text,
+                        self.count)
+            self.last, self.count = now, 0
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol with a header timeout and a bound on open connections."""
+
+    max_connections = MAX_CONNECTIONS
+    header_timeout = HEADER_TIMEOUT
+    _crowded: _Once | None = None
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._opened = time.monotonic()
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._wait_for_headers()
+        if len(self.connections) > self.max_connections:
+            self._make_room()
+
+    def _make_room(self) -> None:
+        cls = type(self)
+        if cls._crowded is None:
+            cls._crowded = _Once(f"{self.max_connections} connections are open, the limit: "
+                                 "closing idle ones to make room")
+        cls._crowded.note()
+        idle = [c for c in self.connections
+                if c is not self and isinstance(c, GuardedH11) and c._idle()]
+        victim = min(idle, key=lambda c: c._opened) if idle else self
+        victim._drop()
+
+    def _idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _drop(self) -> None:
+        self._cancel_header_timer()
+        self.transport.abort()
+        self.connections.discard(self)
+
+    def _wait_for_headers(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self._idle() and not self.transport.is_closing():
+            self.transport.close()
+
+    def handle_events(self) -> None:
+        before = self.cycle
+        super().handle_events()
+        if self.cycle is not before and self.cycle is not None:  # a request's headers came
+            self._cancel_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._wait_for_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+
+class _AcceptFailures(logging.Filter):
+    """asyncio logs a traceback for every failed accept (out of descriptors): one line a
+    minute instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.once = _Once("accepting a connection failed: out of file descriptors")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "socket.accept() out of system resource" in str(record.msg):
+            self.once.note()
+            return False
+        return True
+
+
+def run(app: Any, host: str, port: int, *, max_connections: int | None = None,
+        header_timeout: float = HEADER_TIMEOUT, log_level: str = "info") -> None:
+    """Serve ``app`` on ``host:port`` until stopped (Ctrl-C or SIGTERM)."""
+    import uvicorn
+
+    protocol = type("GuardedH11", (GuardedH11,), {
+        "max_connections": max_connections or connection_limit(),
+        "header_timeout": header_timeout,
+    })
+    logging.getLogger("asyncio").addFilter(_AcceptFailures())
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http=protocol,
+                            timeout_keep_alive=int(KEEP_ALIVE), lifespan="off")
+    uvicorn.Server(config).run()
