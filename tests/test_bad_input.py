@@ -1109,9 +1109,10 @@ def test_train_outputs_that_are_folders(cli: Cli, args: list[str], words: tuple[
 SLOW_FSYNC = """
 import os, sys, time
 from pathlib import Path
+marker = Path(sys.argv[1])
 real = os.fsync
 def slow(fd):
-    Path(sys.argv[1]).touch()
+    marker.touch()
     time.sleep(3)
     real(fd)
 os.fsync = slow
@@ -1153,8 +1154,9 @@ SLOW_LOAD = """
 import sys, time
 from pathlib import Path
 from digitnet import modelfile
+marker = Path(sys.argv[1])
 def slow(path):
-    Path(sys.argv[1]).touch()
+    marker.touch()
     time.sleep(30)
 modelfile.load = slow
 sys.argv = ["digitnet", *sys.argv[2:]]

@@ -288,6 +288,8 @@ def train(
                      l2=l2, seed=seed, val_size=val_size, augment=augment, dataset=dataset)
     if checkpoint_every < 0 or checkpoint_every > 1_000_000:
         fail(f"--checkpoint-every {checkpoint_every} is out of range; it must be >= 0")
+    if out is not None:  # before the checkpoint is even read
+        guard.check_output(out, [resume], what="--out", example="model.safetensors")
     if resume is not None:
         given = sorted(f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None)
         if given:
