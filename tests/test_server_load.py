@@ -643,16 +643,18 @@ def test_1100_idle_connections_under_1024_descriptors(model, tmp_path, record_pr
                 sock.close()
         lines = server.log_since(mark)
         server.assert_alive()
+        access = (tmp_path / "serve-stdout.log").read_text().splitlines()
     figures = {"idle_connections": N_IDLE, "fd_limit": FD_LIMIT,
                "closed_by_server": closed, "server_fds": open_fds,
                "healthz_and_predict_max_s": round(max(seconds), 4),
                "healthz_and_predict_median_s": round(float(np.median(seconds)), 4),
-               "log_lines": len(lines)}
+               "log_lines": len(lines), "access_log_lines": len(access)}
     for key, value in figures.items():
         record_property(key, value)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "server-idle-connections.json").write_text(json.dumps(figures, indent=1))
-    assert len(lines) < 100, lines[:5]
+    assert len(lines) + len(access) < 100, lines[:5]
+    assert "Traceback" not in "\n".join(lines)
     assert open_fds < FD_LIMIT
     assert closed >= N_IDLE - FD_LIMIT  # the ones over the limit were closed, not left to pile
 

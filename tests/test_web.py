@@ -404,3 +404,98 @@ def test_a_stalled_upload_is_answered_408(serving):
     status_line, _, rest = reply.decode().partition("\r\n")
     assert status_line.startswith("HTTP/1.1 408")
     assert '{"error":"the body did not arrive within 0.2 seconds"}' in rest
+
+
+# -- protocol and images as an adversary sends them -------------------------------------------
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    import struct
+    import zlib
+
+    crc = struct.pack(">I", zlib.crc32(kind + body))
+    return struct.pack(">I", len(body)) + kind + body + crc
+
+
+def text_first_png(width: int, height: int) -> bytes:
+    """A black PNG whose text chunk comes before IHDR: the size is not at bytes 16-24."""
+    import struct
+    import zlib
+
+    rows = zlib.compressobj(9)
+    idat = b"".join(rows.compress(b"\0" + bytes(width)) for _ in range(height)) + rows.flush()
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"tEXt", b"Comment\0x") +
+            _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) +
+            _chunk(b"IDAT", idat) + _chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize(("width", "height", "words"), [
+    (7000, 7000, ["7000x7000", "limit"]),      # the case: 49 megapixels in 50 KB
+    (2100, 2100, ["2100x2100", "limit"]),      # just over the pixel cap
+    (4100, 10, ["4100x10", "largest accepted is 2048x2048"]),  # few pixels, too wide
+])
+def test_image_size_is_read_where_the_decoder_reads_it(client, width, height, words):
+    data = text_first_png(width, height)
+    assert_error(post_raw(client, data, "image/png"), 422, *words)
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    assert_error(client.post("/api/predict", json={"image": url}), 422, *words)
+
+
+@pytest.mark.parametrize("make_type", [5, 11], ids=["Make RATIONAL", "Make FLOAT"])
+def test_malformed_exif_is_answered_not_500(client, make_type):
+    import struct
+
+    entries = [struct.pack("<HHII", 0x0112, 3, 1, 6)]
+    extra = b""
+    if make_type == 5:
+        entries.append(struct.pack("<HHII", 0x010F, 5, 1, 8 + 2 + 12 * 2 + 4))
+        extra = struct.pack("<II", 1, 3)
+    else:
+        entries.append(struct.pack("<HHIf", 0x010F, 11, 1, 1.5))
+    ifd = struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
+    image = Image.new("L", (80, 80), 255)
+    ImageDraw.Draw(image).line([(40, 10), (40, 70)], fill=0, width=8)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd + extra)
+    response = post_raw(client, buffer.getvalue(), "image/png")
+    assert response.status_code == 200, response.text
+    assert sum(response.json()["probabilities"]) == pytest.approx(1, abs=1e-4)
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/api/model", "/api/weights",
+                                  "/static/app.js"])
+def test_head_answers_like_get_without_a_body(client, path):
+    head, get = client.head(path), client.get(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+
+
+@pytest.mark.parametrize("value", ["bytes=abc", "bytes=5-2", "items=0-1", "bytes=-", "bytes=é"])
+def test_a_malformed_range_is_ignored(client, value):
+    response = client.get("/", headers={"Range": value.encode("utf-8")})
+    assert response.status_code == 200 and response.content.startswith(b"<!DOCTYPE html>")
+
+
+@pytest.mark.parametrize("path", ["/", "/static/app.js"])
+def test_an_unsatisfiable_range_is_a_json_error(client, path):
+    assert_error(client.get(path, headers={"Range": "bytes=99999999-"}), 416, "Range")
+
+
+def test_a_model_with_fewer_classes_than_the_samples_refuses_them():
+    params = network.init_params((784, 10, 3), np.random.default_rng(0))
+    three = Model(params, Preprocessing(), {"preset": "default"})
+    with pytest.raises(ValueError, match="3 classes"):
+        web.create_app(three, (np.zeros((2, 28, 28), np.uint8), np.array([1, 7])))
+
+
+def test_serve_hides_the_sample_button_for_a_model_of_other_classes(tmp_path, no_uvicorn,
+                                                                     mnist_dir):
+    params = network.init_params((784, 10, 3), np.random.default_rng(0))
+    path = modelfile.save(Model(params, Preprocessing(), {"preset": "default"}),
+                          tmp_path / "three.safetensors")
+    result = CliRunner().invoke(cli_app, ["serve", str(path), "--data-dir", str(mnist_dir)])
+    assert result.exit_code == 0, result.output
+    (app, _), = no_uvicorn
+    client = TestClient(app)
+    assert client.get("/api/model").json()["samples"] is False
+    assert_error(client.get("/api/sample"), 404, "no test digits")

@@ -284,15 +284,17 @@ def _data_url(value: Any) -> bytes:
 def _from_png(data: bytes, decoding: threading.BoundedSemaphore) -> np.ndarray:
     if not data.startswith(PNG_SIGNATURE):
         raise ApiError(415, "the upload is not a PNG image (it lacks the PNG signature)")
-    try:
-        with decoding:  # the size is checked on what the decoder reads, before it allocates
-            grey = imaging.read_image(data, max_pixels=MAX_IMAGE_PIXELS, max_side=MAX_IMAGE_SIDE)
-    except ImageError as exc:
-        raise ApiError(422, str(exc)) from None
-    if min(grey.shape) < imaging.MIN_SIDE:
-        raise ApiError(422, f"the image is {grey.shape[1]}x{grey.shape[0]} pixels, too small "
-                            f"to hold a digit")
-    return _to_mnist(grey)
+    with decoding:  # a full-size image takes ~100 MB on its way to 28x28: a few at a time
+        try:
+            # The size is checked on what the decoder reads, before it allocates anything.
+            grey = imaging.read_image(data, max_pixels=MAX_IMAGE_PIXELS,
+                                      max_side=MAX_IMAGE_SIDE)
+        except ImageError as exc:
+            raise ApiError(422, str(exc)) from None
+        if min(grey.shape) < imaging.MIN_SIDE:
+            raise ApiError(422, f"the image is {grey.shape[1]}x{grey.shape[0]} pixels, too "
+                                "small to hold a digit")
+        return _to_mnist(grey)
 
 
 def _to_mnist(grey: np.ndarray) -> np.ndarray:

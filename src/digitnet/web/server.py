@@ -141,11 +141,29 @@ class _AcceptFailures(logging.Filter):
         return True
 
 
+def _return_large_blocks() -> None:
+    """Have glibc give each large block (an image being decoded) back to the system when it is
+    freed. By default its threshold grows with the blocks seen, and images decoded in worker
+    threads are then kept in per-thread arenas: 8 uploads of the largest accepted image took
+    the server to 600-700 MB of peak memory, this way under 400."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt"):
+            libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: blocks of 1 MiB and more
+    except OSError:  # not glibc: its allocator decides
+        pass
+
+
 def run(app: Any, host: str, port: int, *, max_connections: int | None = None,
         header_timeout: float = HEADER_TIMEOUT, log_level: str = "info") -> None:
     """Serve ``app`` on ``host:port`` until stopped (Ctrl-C or SIGTERM)."""
     import uvicorn
 
+    _return_large_blocks()
     protocol = type("GuardedH11", (GuardedH11,), {
         "max_connections": max_connections or connection_limit(),
         "header_timeout": header_timeout,
