@@ -559,8 +559,8 @@ def predict(
         best = np.argsort(-p)[:top]
         ranked = ", ".join(f"{shown(class_names[k])} {p[k]:.1%}" for k in best)
         truth_label = result.get("true_label")
-        truth_name = (class_names[truth_label] if truth_label is not None
-                      and truth_label < len(class_names) else str(truth_label))
+        known = isinstance(truth_label, int) and truth_label < len(class_names)
+        truth_name = class_names[truth_label] if known else str(truth_label)  # type: ignore[index]
         truth_text = f" (true: {shown(truth_name)})" if truth_label is not None else ""
         # Text, not markup: file and class names are shown as they are
         console.print(Text.assemble(f"{shown(result['file'])}: ",
