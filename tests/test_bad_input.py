@@ -1305,3 +1305,22 @@ def test_predict_top_defaults_to_the_classes_there_are(cli: Cli) -> None:
     assert outcome.code == 0, outcome.stderr
     refused(cli.in_process("predict", str(path), "digit.png", "--top", "3"),
             "--top 3 is out of range", "between 1 and 2")
+
+
+@pytest.mark.parametrize(("host", "words"), [("no such host", ("not an address",)),
+                                             ("256.1.1.1", ("not an address",))])
+def test_serve_where_it_cannot_listen(cli: Cli, model: Path, host: str,
+                                      words: tuple[str, ...]) -> None:
+    refused(cli.in_process("serve", str(model), "--host", host, "--data-dir", "nothing"),
+            f"--host {host}", *words)
+
+
+def test_serve_on_a_port_in_use(cli: Cli, model: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        refused(cli.program("serve", str(model), "--port", port, "--data-dir", "nothing"),
+                f"--port {port}", "cannot listen there", "--port 0")

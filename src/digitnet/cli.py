@@ -778,9 +778,11 @@ def serve(
     _check_takes_digits(model, model_path)
     try:
         from digitnet.web.app import create_app
+        from digitnet.web.server import check_address
         from digitnet.web.server import run as run_server
     except ImportError as exc:
         fail(f"serve needs the web extra ({exc.name} is missing): pip install 'digitnet[web]'")
+    check_address(host, port)
     try:
         web_app = create_app(model, _sample_digits(model, data_dir))
     except ValueError as exc:
@@ -791,10 +793,9 @@ def serve(
     web_log.addHandler(handler)
     web_log.propagate = False
     address = f"[{host}]" if ":" in host else host
-    console.print(f"serving {_safe(str(model_path))} on [bold]http://{_safe(address)}:{port}/[/] "
-                  "(Ctrl+C stops)",
-                  highlight=False)
-    run_server(web_app, host, port)
+    run_server(web_app, host, port, announce=lambda: console.print(
+        f"serving {_safe(str(model_path))} on [bold]http://{_safe(address)}:{port}/[/] "
+        "(Ctrl+C stops)", highlight=False))
 
 
 @app.command()

@@ -17,12 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["run", "GuardedH11", "connection_limit", "HEADER_TIMEOUT", "KEEP_ALIVE"]
+from digitnet.errors import DigitnetError
+
+__all__ = ["run", "GuardedH11", "ServeError", "connection_limit", "HEADER_TIMEOUT",
+           "KEEP_ALIVE"]
 
 HEADER_TIMEOUT = 10.0
 """Seconds a connection has to send the headers of its next request."""
@@ -35,6 +40,29 @@ RESERVED_FDS = 64
 QUIET_SECONDS = 60.0
 
 log = logging.getLogger("digitnet.web")
+
+
+class ServeError(DigitnetError):
+    """The server cannot listen where it was asked to."""
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, in one line, an address the server could not listen on (before it starts)."""
+    where = f"--host {host} --port {port}"
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ServeError(f"{where}: not an address of this machine ({exc}); give an IP "
+                         "address such as 127.0.0.1 or a name that resolves") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ServeError(f"{where}: cannot listen there ({exc.strerror or exc}); choose "
+                             "another port, or --port 0 for any free one") from None
 
 
 def connection_limit(maximum: int = MAX_CONNECTIONS) -> int:
@@ -159,10 +187,20 @@ def _return_large_blocks() -> None:
 
 
 def run(app: Any, host: str, port: int, *, max_connections: int | None = None,
-        header_timeout: float = HEADER_TIMEOUT, log_level: str = "info") -> None:
-    """Serve ``app`` on ``host:port`` until stopped (Ctrl-C or SIGTERM)."""
+        header_timeout: float = HEADER_TIMEOUT, log_level: str = "info",
+        announce: Callable[[], None] | None = None) -> None:
+    """Serve ``app`` on ``host:port`` until stopped (Ctrl-C or SIGTERM).
+
+    Raises
+    ------
+    ServeError
+        If the address cannot be listened on (checked before ``announce`` is called).
+    """
     import uvicorn
 
+    check_address(host, port)
+    if announce is not None:
+        announce()
     _return_large_blocks()
     protocol = type("GuardedH11", (GuardedH11,), {
         "max_connections": max_connections or connection_limit(),
