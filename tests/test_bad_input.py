@@ -1324,3 +1324,23 @@ def test_serve_on_a_port_in_use(cli: Cli, model: Path) -> None:
         port = str(taken.getsockname()[1])
         refused(cli.program("serve", str(model), "--port", port, "--data-dir", "nothing"),
                 f"--port {port}", "cannot listen there", "--port 0")
+
+
+def _checkpoint(**info: object) -> bytes:
+    header = {"format": "digitnet-checkpoint", "format_version": "1",
+              "digitnet": json.dumps(info)}
+    return st_save({"params.W1": np.zeros((784, 10), np.float32)}, metadata=header)
+
+
+@pytest.mark.parametrize(("info", "words"), [
+    ({"config": {}}, ("damaged checkpoint metadata", "epoch")),
+    ({"config": {"hiddenn": 3}, "epoch": 1, "step": 1, "history": {}, "preprocessing":
+      {"scale": 1, "mean": 0, "std": 1}, "loss_watch": {"smoothed": 1, "limit": None}},
+     ("unknown config fields hiddenn",)),
+    ({"config": [], "epoch": "1"}, ("damaged checkpoint metadata", "config")),
+], ids=["no epoch", "unknown field", "config a list"])
+def test_resume_from_a_damaged_checkpoint(cli: Cli, info: dict, words: tuple[str, ...]) -> None:
+    path = cli.work / "run.ckpt"
+    path.write_bytes(_checkpoint(**info))
+    refused(cli.in_process("train", "--resume", str(path), "--out", "m.safetensors"),
+            str(path), *words)
