@@ -311,7 +311,7 @@ DATA_FILES: dict[str, tuple[dict[str, bytes | str], str, tuple[str, ...]]] = {
     "csv unknown header": ({"d.csv": csv_text("digit")}, "d.csv", ("header starts with 'digit'",)),
     "csv header only": ({"d.csv": csv_text(rows=0)}, "d.csv", ("no rows after the header",)),
     "csv without labels": ({"test.csv": csv_text(label=False)}, "test.csv",
-                           ("has no labels", "use predict")),
+                           ("has no labels", "label column", "digitnet predict")),
     "csv not text": ({"d.csv": png(one())}, "d.csv", ("not a text CSV file",)),
     "npz missing keys": ({"m.npz": npz(x_train=IMAGES, y_train=LABELS)}, "m.npz",
                          ("lacks x_test, y_test",)),
@@ -420,7 +420,7 @@ def test_data_file_too_large(cli: Cli, model: Path, monkeypatch: pytest.MonkeyPa
     with path.open("wb") as f:
         f.truncate((1 << 20) + 1)  # sparse: takes no space
     refused(cli.in_process("evaluate", str(model), "--dataset", str(path)),
-            str(path), "larger than any MNIST-format file")
+            str(path), "larger than any data file digitnet reads")
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,7 +614,7 @@ def test_image_over_the_size_limit(cli: Cli, model: Path) -> None:
         f.write(data)
         f.truncate(25_000_001)
     refused(cli.in_process("predict", str(model), str(path)), str(path),
-            "larger than the limit of 25,000,000 bytes")
+            "larger than any image file", "the limit is 25,000,000 bytes")
 
 
 # --------------------------------------------------------------------------------------------
