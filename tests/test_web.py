@@ -499,3 +499,59 @@ def test_serve_hides_the_sample_button_for_a_model_of_other_classes(tmp_path, no
     client = TestClient(app)
     assert client.get("/api/model").json()["samples"] is False
     assert_error(client.get("/api/sample"), 404, "no test digits")
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("POST", "/healthz", "GET"), ("DELETE", "/", "GET"), ("GET", "/api/predict", "POST")])
+def test_a_wrong_method_is_a_json_error_naming_the_right_one(client, method, path, allowed):
+    assert_error(client.request(method, path), 405, f"{method} {path}", allowed)
+
+
+@pytest.mark.parametrize("request_bytes", [b"GARBAGE\r\n\r\n",
+                                           b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"])
+def test_a_request_that_is_not_http_gets_a_json_400(request_bytes):
+    from digitnet.web import server
+
+    with serving_guarded() as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request_bytes)
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
+    assert "malformed HTTP request" in json.loads(body)["error"]
+    assert server.GuardedH11.header_timeout > 0
+
+
+def serving_guarded():
+    """The app under uvicorn with the guarded protocol, in a thread; yields the port."""
+    import threading
+    import time
+    from contextlib import contextmanager
+
+    import uvicorn
+
+    from digitnet.web import server
+
+    @contextmanager
+    def run():
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(web.create_app(random_model()), log_level="warning",
+                                lifespan="off", http=server.GuardedH11)
+        running = uvicorn.Server(config)
+        thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        for _ in range(1000):
+            if running.started:
+                break
+            time.sleep(0.01)
+        try:
+            yield sock.getsockname()[1]
+        finally:
+            running.should_exit = True
+            thread.join(10)
+            sock.close()
+
+    return run()

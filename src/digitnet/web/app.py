@@ -380,6 +380,10 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     message = exc.detail if isinstance(exc.detail, str) else "request refused"
     if exc.status_code == 404:
         message = f"{request.url.path}: not found"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"{request.method} {request.url.path}: method not allowed" + (
+            f"; use {allowed}" if allowed else "")
     return _error(request, exc.status_code, message)
 
 

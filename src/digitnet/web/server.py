@@ -15,6 +15,7 @@ descriptors, after which every accept fails and asyncio logs a traceback each ti
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import resource
 import socket
@@ -152,6 +153,22 @@ class GuardedH11(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request that is not HTTP gets a JSON error like every other, not plain text."""
+        import h11
+
+        body = json.dumps({"error": f"malformed HTTP request ({msg.rstrip('.')}); send "
+                                    "HTTP/1.1"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                   (b"content-length", str(len(body)).encode())]
+        try:
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                          h11.Data(data=body), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+        except h11.LocalProtocolError:  # the connection cannot take a response any more
+            pass
+        self.transport.close()
 
 
 class _AcceptFailures(logging.Filter):
