@@ -40,8 +40,6 @@ from typer.testing import CliRunner
 
 from digitnet import datasets, modelfile
 from digitnet.cli import app
-from digitnet.data import idx as data_idx
-from digitnet.data import locate as data_locate
 from digitnet.model import Model, Preprocessing
 from digitnet.network import init_params
 
@@ -120,7 +118,7 @@ def cli(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     """Both ways of running digitnet, away from the user's cache, DIGITNET_DATA and the network."""
     monkeypatch.setenv("DIGITNET_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DIGITNET_DATA", raising=False)
-    monkeypatch.setattr(data_locate, "SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr(datasets, "SYSTEM_DIR", tmp_path / "system")
     monkeypatch.chdir(work)
     for name, info in list(datasets.DATASETS.items()):  # nothing listens on port 1
         monkeypatch.setitem(datasets.DATASETS, name,
@@ -406,7 +404,7 @@ def test_data_file_that_is_a_fifo(cli: Cli, model: Path) -> None:
 
 def test_gzip_bomb(cli: Cli, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The same check stops a real bomb at 1 GiB; a lower limit keeps the test small.
-    monkeypatch.setattr(data_idx, "MAX_FILE_BYTES", 1 << 20)
+    monkeypatch.setattr(datasets, "MAX_FILE_BYTES", 1 << 20)
     path = cli.work / f"{IMG}.gz"
     path.write_bytes(gzip.compress(idx(np.zeros((2000, 28, 28)))))
     assert path.stat().st_size < 10_000
@@ -415,7 +413,7 @@ def test_gzip_bomb(cli: Cli, model: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_data_file_too_large(cli: Cli, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data_idx, "MAX_FILE_BYTES", 1 << 20)
+    monkeypatch.setattr(datasets, "MAX_FILE_BYTES", 1 << 20)
     path = cli.work / "digits.csv"
     with path.open("wb") as f:
         f.truncate((1 << 20) + 1)  # sparse: takes no space

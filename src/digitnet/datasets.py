@@ -20,9 +20,15 @@ headerless ``label,784 pixels`` CSV, keras' ``mnist.npz`` and single IDX files.
 
 from __future__ import annotations
 
+import sys
+import types
+from typing import Any
+
+from digitnet.data import idx as _idx
+from digitnet.data import locate as _locate
 from digitnet.data.formats import load_file, parse_csv, parse_npz
-from digitnet.data.idx import MAX_FILE_BYTES, _gunzip, parse_idx, read_idx
-from digitnet.data.locate import SYSTEM_DIR, cache_dir, load, load_split, locate
+from digitnet.data.idx import _gunzip, parse_idx, read_idx
+from digitnet.data.locate import cache_dir, load, load_split, locate
 from digitnet.data.registry import (
     DATASETS,
     FILES,
@@ -40,11 +46,9 @@ __all__ = [
     "DATASETS",
     "FILES",
     "IMAGE_SHAPE",
-    "MAX_FILE_BYTES",
     "N_CLASSES",
     "N_PIXELS",
     "SPLITS",
-    "SYSTEM_DIR",
     "DatasetInfo",
     "SplitFiles",
     "cache_dir",
@@ -60,3 +64,23 @@ __all__ = [
     "read_idx",
 ]
 _ = _gunzip  # kept importable: the benchmarks name it
+
+# Settings that live in the modules that use them: reading or setting them here (as a test's
+# monkeypatch does) reads or sets them there.
+_FORWARDED = {"SYSTEM_DIR": _locate, "MAX_FILE_BYTES": _idx}
+
+
+class _Datasets(types.ModuleType):
+    def __getattr__(self, name: str) -> Any:
+        if name in _FORWARDED:
+            return getattr(_FORWARDED[name], name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FORWARDED:
+            setattr(_FORWARDED[name], name, value)
+        else:
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Datasets
