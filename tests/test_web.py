@@ -555,3 +555,19 @@ def serving_guarded():
             sock.close()
 
     return run()
+
+
+def test_outputs_that_overflow_on_one_drawing_are_a_422_not_a_500():
+    # Finite on a blank image, infinite where pixel 300 is lit: a model the load-time probe
+    # could pass, built in memory.
+    params = network.init_params((784, 10, 10), np.random.default_rng(0))
+    params.W[0][:] = 0
+    params.W[0][300, :] = 3e38
+    params.W[1][:] = 10
+    model = Model(params, Preprocessing(), {"preset": "default"})
+    lit = np.zeros((28, 28), np.uint8)
+    lit.flat[300] = 255
+    assert web._prediction(model, np.zeros((28, 28), np.uint8))["label"] in range(10)
+    with pytest.raises(web.ApiError, match="not finite") as caught:
+        web._prediction(model, lit)
+    assert caught.value.status == 422

@@ -309,8 +309,12 @@ def _to_mnist(grey: np.ndarray) -> np.ndarray:
 
 
 def _prediction(model: Model, input28: np.ndarray) -> dict[str, Any]:
-    fwd = model.forward(input28.reshape(1, N_PIXELS))
+    with np.errstate(all="ignore"):
+        fwd = model.forward(input28.reshape(1, N_PIXELS))
     probabilities = fwd.probabilities[0].astype(np.float64)
+    if not (np.isfinite(probabilities).all() and np.isfinite(fwd.A[1]).all()):
+        raise ApiError(422, "the model's outputs are not finite numbers for this drawing; its "
+                            "weights overflow on it")
     label = int(np.argmax(probabilities))
     return {
         "label": label,
