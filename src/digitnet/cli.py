@@ -8,10 +8,8 @@ stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -27,12 +25,9 @@ try:  # typer 0.2x parses with its own copy of click
 except ImportError:
     from click.exceptions import UsageError  # type: ignore[assignment]
 
-from digitnet import __version__
+from digitnet import __version__, terminal
 from digitnet.errors import DigitnetError
-
-
-class _Terminated(BaseException):
-    """SIGTERM outside training: unwinds like Ctrl-C, so temporary files are removed."""
+from digitnet.terminal import shown
 
 
 class _Group(TyperGroup):
@@ -48,7 +43,7 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             _print_error("interrupted (Ctrl-C)")
             raise typer.Exit(130) from None
-        except _Terminated:
+        except terminal.Terminated:
             _print_error("terminated (SIGTERM)")
             raise typer.Exit(143) from None
 
@@ -86,24 +81,9 @@ def _print_error(message: object) -> None:
                       highlight=False, soft_wrap=True)
 
 
-def shown(text: object) -> str:
-    """``text`` for the terminal: control and format characters (escape sequences, newlines,
-    bidirectional overrides) replaced by their escapes, so text from a file is shown as text."""
-    text = str(text)
-    if all(ch.isprintable() or ch == " " for ch in text):
-        return text
-    return "".join(ch if ch.isprintable() or ch == " " else _escaped(ch) for ch in text)
-
-
 def _safe(text: object) -> str:
     """Text from a file or a path, ready for Rich: control characters escaped, markup too."""
     return escape(shown(text))
-
-
-def _escaped(ch: str) -> str:
-    if unicodedata.category(ch) == "Zs":  # a no-break or other visible space
-        return ch
-    return ascii(ch)[1:-1]
 
 
 def _usage_line(exc: Exception) -> str:
@@ -926,24 +906,21 @@ def _bench_tables(result: dict[str, Any]) -> None:
 
 def main() -> None:
     """Entry point: run the app, turning digitnet's errors into one line and exit 1."""
-    _prepare_streams()
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    terminal.prepare_streams([console, err_console], lambda message: fail_now(message, 1))
+    previous = signal.signal(signal.SIGTERM, terminal.terminate)
     try:
         app()
     except DigitnetError as exc:
-        _print_error(exc)
-        sys.exit(1)
+        fail_now(str(exc), 1)
     except KeyboardInterrupt:
-        _print_error("interrupted (Ctrl-C)")
-        sys.exit(130)
-    except _Terminated:
-        _print_error("terminated (SIGTERM)")
-        sys.exit(143)
+        fail_now("interrupted (Ctrl-C)", 130)
+    except terminal.Terminated:
+        fail_now("terminated (SIGTERM)", 143)
     except SystemExit as exc:
         _flush_stdout()
         raise SystemExit(exc.code) from None
     except OSError as exc:  # writing the output failed: a full disk, a closed pipe
-        if exc.filename is not None or not _stdout_failed(exc):
+        if not terminal.stdout_failed(exc):
             raise
         _stdout_error(exc)
     finally:
@@ -951,39 +928,15 @@ def main() -> None:
     _flush_stdout()
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise _Terminated
+def fail_now(message: str, code: int) -> NoReturn:
+    _print_error(message)
+    sys.exit(code)
 
 
-def _prepare_streams() -> None:
-    """Make the output streams safe to print anything to, or refuse a missing one at once."""
-    if sys.stdout is None:  # started with stdout closed: output would vanish
-        _print_error("standard output is closed; run digitnet with it open, or send it to a "
-                     "file (> out.txt) or to /dev/null")
-        sys.exit(1)
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:  # a terminal that cannot show a character shows its escape
-            reconfigure(errors="backslashreplace")
-    for shell in (console, err_console):
-        if not 40 <= shell.width <= 1000:  # COLUMNS=0 or absurd: Rich would print nothing
-            shell.width = min(max(shell.width, 80), 1000)
-
-
-def _stdout_failed(exc: OSError) -> bool:
-    return isinstance(exc, BrokenPipeError) or exc.errno in (28, 5, 27, 32)  # ENOSPC EIO EFBIG
-
-
-def _stdout_error(exc: OSError) -> None:
-    # Whatever is still buffered cannot be written either: drop it, so exiting stays quiet.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    _print_error(f"cannot write to standard output ({exc.strerror or exc}); the output is "
-                 "incomplete")
-    sys.exit(1)
+def _stdout_error(exc: OSError) -> NoReturn:
+    terminal.drop_stdout()
+    fail_now(f"cannot write to standard output ({exc.strerror or exc}); the output is "
+             "incomplete", 1)
 
 
 def _flush_stdout() -> None:
