@@ -68,6 +68,7 @@ _ = _gunzip  # kept importable: the benchmarks name it
 # Settings that live in the modules that use them: reading or setting them here (as a test's
 # monkeypatch does) reads or sets them there.
 _FORWARDED = {"SYSTEM_DIR": _locate, "MAX_FILE_BYTES": _idx}
+_DEFAULTS = {name: getattr(module, name) for name, module in _FORWARDED.items()}
 
 
 class _Datasets(types.ModuleType):
@@ -81,6 +82,12 @@ class _Datasets(types.ModuleType):
             setattr(_FORWARDED[name], name, value)
         else:
             super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in _FORWARDED:  # what undoing a patch does: back to the value at import
+            setattr(_FORWARDED[name], name, _DEFAULTS[name])
+        else:
+            super().__delattr__(name)
 
 
 sys.modules[__name__].__class__ = _Datasets
