@@ -73,6 +73,7 @@ def page(browser, base_url):
 
 def draw(page, *strokes: list[tuple[float, float]]) -> None:
     """Draw strokes on the pad with the mouse; points are in pad pixels (280 x 280)."""
+    page.locator("#pad").scroll_into_view_if_needed()  # the mouse reaches the viewport alone
     box = page.locator("#pad").bounding_box()
     for stroke in strokes:
         x, y = stroke[0]

@@ -90,6 +90,7 @@ def open_page(browser, url: str, width: int = 1280, height: int = 1000):
 
 
 def draw_a_one(page) -> None:
+    page.locator("#pad").scroll_into_view_if_needed()  # the mouse reaches the viewport alone
     box = page.locator("#pad").bounding_box()
     page.mouse.move(box["x"] + 140, box["y"] + 45)
     page.mouse.down()

@@ -20,6 +20,7 @@ import numpy as np
 from digitnet import __version__
 from digitnet._atomic import atomic_write_bytes
 from digitnet.errors import ConfigError, ModelFileError
+from digitnet.guard import read_file
 from digitnet.network import Params
 from digitnet.preprocessing import Preprocessing
 from digitnet.training import HISTORY, TrainConfig, Trainer
@@ -28,6 +29,7 @@ __all__ = ["FORMAT", "save", "read", "to_bytes", "config_of", "restore"]
 
 FORMAT = "digitnet-checkpoint"
 FORMAT_VERSION = 2  # 2: the optimizer's state over the flat parameters
+MAX_BYTES = 1 << 30  # a checkpoint holds at most three copies of a model's arrays, and metadata
 
 
 def _arrays(prefix: str, params: Params) -> dict[str, np.ndarray]:
@@ -95,10 +97,8 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """
     from safetensors.numpy import load as st_load
 
-    from digitnet.modelfile import read_bytes
-
     path = Path(path)
-    data = read_bytes(path, "checkpoint")
+    data = read_file(path, what="checkpoint", limit=MAX_BYTES, error=ModelFileError).data
     try:
         n = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + n]) if 8 + n <= len(data) else None

@@ -140,7 +140,8 @@ def create_app(
 
     train_api.attach(app, training, served.use)
 
-    app.include_router(explain_api.router(model, max_body, body_timeout))  # /api/explain
+    app.include_router(explain_api.router(lambda: served.model, max_body, body_timeout,
+                                          decoding))  # /api/explain
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:

@@ -11,6 +11,8 @@ layer's units with a1 = 0), ``label``, ``class_names`` and ``input28``.
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,8 +43,10 @@ def explanation(model: Model, input28: np.ndarray) -> dict[str, Any]:
     return answer
 
 
-def router(model: Model, max_body: int, body_timeout: float) -> APIRouter:
-    """The explain endpoint for ``model``, with the body limits of the app it joins."""
+def router(current: Callable[[], Model], max_body: int, body_timeout: float,
+           decoding: threading.BoundedSemaphore) -> APIRouter:
+    """The explain endpoint for the model ``current()`` returns (the one the page uses, which
+    the Train panel can switch), with the body limits and decoder slots of the app it joins."""
     from digitnet.web.app import ApiError, _input28, _read_body
 
     api = APIRouter()
@@ -55,7 +59,8 @@ def router(model: Model, max_body: int, body_timeout: float) -> APIRouter:
             raise ApiError(408, f"the body did not arrive within {body_timeout:g} seconds") \
                 from None
         content_type = request.headers.get("content-type")
+        model = current()
         return await run_in_threadpool(
-            lambda: explanation(model, _input28(content_type, body)))
+            lambda: explanation(model, _input28(content_type, body, decoding)))
 
     return api
