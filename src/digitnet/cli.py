@@ -27,6 +27,7 @@ except ImportError:
 
 from digitnet import __version__
 from digitnet.errors import DigitnetError
+from digitnet.sweep_cli import sweep as sweep_command
 
 
 class _Group(TyperGroup):
@@ -798,6 +799,9 @@ def _bench_tables(result: dict[str, Any]) -> None:
     for name, value in result["ratios"].items():
         ratios.add_row(name, f"{value:.3f}")
     console.print(ratios)
+
+
+app.command("sweep")(sweep_command)
 
 
 def main() -> None:
