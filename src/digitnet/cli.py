@@ -600,6 +600,8 @@ def report(
                                          "(CSV, npz, IDX).")] = "mnist",
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
     data_dir: DataDir = None,
+    sweep: Annotated[Path | None, typer.Option(help="A digitnet sweep's --out folder: show "
+                                               "its sweep.png too.")] = None,
     as_json: Json = False,
 ) -> None:
     """Figures of what the network learned and a self-contained HTML report."""
@@ -610,11 +612,21 @@ def report(
         from digitnet import report as reporting
     except ImportError as exc:
         fail(f"report needs matplotlib ({exc.name} is missing): pip install 'digitnet[plot]'")
+    extra = {}
+    if sweep is not None:
+        figure = sweep / "sweep.png"
+        try:
+            if not figure.is_file():  # not a FIFO or a folder, which would hang or fail
+                raise FileNotFoundError(2, "not found")
+            extra["sweep.png"] = figure.read_bytes()
+        except OSError as exc:
+            fail(f"--sweep {sweep}: no sweep.png to read ({exc.strerror or exc}); give the "
+                 "folder a digitnet sweep wrote")
     model = _load_model(model_path)
     images, labels = _labelled_data(dataset, split, data_dir)
     source = f"{dataset if dataset in ('mnist', 'fashion-mnist') else Path(dataset).name} {split}"
     try:
-        written = reporting.write_report(model, images, labels, out, source)
+        written = reporting.write_report(model, images, labels, out, source, extra)
     except ValueError as exc:
         fail(f"{dataset}: {exc}")
     except OSError as exc:

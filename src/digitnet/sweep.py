@@ -18,6 +18,8 @@ grid) ends at once as a failed "surplus" trial, without training.
 from __future__ import annotations
 
 import math
+import os
+import socket
 import threading
 import time
 import warnings
@@ -329,6 +331,7 @@ def _train(trial: Any, config: Any, data: _Data, prune: bool) -> float:
     trial.set_user_attr("test_accuracy", float(np.mean(predicted == data.test_labels)))
     trial.set_user_attr("seconds", float(metrics["train_seconds"]))
     trial.set_user_attr("epochs", int(metrics["epochs"]))
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     return float(metrics["dev_accuracy"])
 
 
@@ -439,7 +442,6 @@ _ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 def run_workers(settings: SweepSettings, workers: int) -> None:
     """Run ``workers`` single-threaded worker processes (one: this process) until done."""
     import multiprocessing
-    import os
 
     if workers < 1 or workers > 256:
         raise ConfigError(f"--workers {workers} is out of range; it must be between 1 and 256")

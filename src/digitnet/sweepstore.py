@@ -126,6 +126,8 @@ def open_storage(url: str | None, out: Path) -> Storage:
                          f"supported; {_USAGE}")
     if not parsed.database:
         raise SweepError(f"--storage {shown}: names no database; {_USAGE}")
+    if parsed.drivername == "postgresql":  # the driver the sweep extra installs (psycopg 3)
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return Storage(url, None, shown)
 
 
