@@ -22,6 +22,7 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 from digitnet import sweep as sw  # noqa: E402
+from digitnet import sweepresults  # noqa: E402
 from digitnet.errors import ConfigError  # noqa: E402
 from digitnet.sweepstore import SweepError, masked_url, open_storage  # noqa: E402
 
@@ -103,12 +104,12 @@ def test_storage_urls_are_checked(tmp_path):
 def test_the_figure_has_a_line_per_depth_and_dashed_train(tmp_path):
     rows = [{"hidden": h, "layers": n, "seeds": 2, "test_mean": 0.9, "test_sd": 0.01,
              "train_mean": 0.95} for n in (1, 2) for h in (2, 4, 8)]
-    fig = sw.sweep_figure(rows)
+    fig = sweepresults.sweep_figure(rows)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     styles = [line.get_linestyle() for line in ax.get_lines()]
     assert styles.count("--") == 2  # a train line per depth
-    path = sw.write_figure(rows, tmp_path / "sweep.png")
+    path = sweepresults.write_figure(rows, tmp_path / "sweep.png")
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
@@ -247,7 +248,7 @@ def test_report_shows_the_sweep_figure(tmp_path, mnist_dir):
     modelfile.save(model, tmp_path / "m.safetensors")
     rows = [{"hidden": h, "layers": 1, "seeds": 1, "test_mean": 0.9, "test_sd": 0.0,
              "train_mean": 0.9} for h in (2, 4)]
-    sw.write_figure(rows, tmp_path / "sweep" / "sweep.png")
+    sweepresults.write_figure(rows, tmp_path / "sweep" / "sweep.png")
     result = digitnet("report", str(tmp_path / "m.safetensors"), "--sweep",
                       str(tmp_path / "sweep"), "--out", str(tmp_path / "r"), data=mnist_dir)
     assert result.returncode == 0, result.stderr

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,8 @@ from digitnet.errors import ConfigError, DigitnetError
 from digitnet.sweepstore import Storage, SweepError, open_study
 
 __all__ = ["Grid", "Search", "SweepSettings", "parse_int_list", "prepare", "work",
-           "run_workers", "summarize", "best_of_search", "train_command", "parameter_count",
-           "DEFAULT_HIDDEN", "DEFAULT_LAYERS", "DEFAULT_SEEDS"]
+           "run_workers", "parameter_count", "grid_id", "DEFAULT_HIDDEN", "DEFAULT_LAYERS",
+           "DEFAULT_SEEDS"]
 
 DEFAULT_HIDDEN = (1, 2, 4, 8, 10, 16, 32, 64, 128, 256)
 DEFAULT_LAYERS = (1, 2)
@@ -188,7 +188,8 @@ def _claims(trial: Any) -> bool:
     return True
 
 
-def _grid_id(trial: Any) -> int | None:
+def grid_id(trial: Any) -> int | None:
+    """The grid point a trial trains (GridSampler's index into the grid), if any."""
     return trial.system_attrs.get("grid_id")
 
 
@@ -214,10 +215,10 @@ def _reap(study: Any, heartbeat: float, grid: Grid | None) -> None:
         return
     retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
     trials = study.get_trials(deepcopy=False)
-    held = {_grid_id(t) for t in trials if _claims(t)}
+    held = {grid_id(t) for t in trials if _claims(t)}
     orphans: dict[int, Any] = {}
     for trial in trials:  # died or interrupted, not failed for a reason of its own
-        gid = _grid_id(trial)
+        gid = grid_id(trial)
         if (gid is not None and gid not in held and trial.state == TrialState.FAIL
                 and not trial.user_attrs.get("surplus")):
             if gid not in orphans or trial.number > orphans[gid].number:
@@ -233,7 +234,7 @@ def _next_step(study: Any, grid: Grid) -> str:
     trials = study.get_trials(deepcopy=False)
     if any(t.state == TrialState.WAITING for t in trials):
         return "run"
-    assigned = {_grid_id(t) for t in trials}
+    assigned = {grid_id(t) for t in trials}
     if len(trials) < grid.size or set(range(grid.size)) - assigned:
         return "run"
     if any(t.state == TrialState.RUNNING for t in trials):
@@ -249,9 +250,9 @@ def _check_not_surplus(trial: Any) -> None:
     from optuna.trial import TrialState
 
     trials = trial.study.get_trials(deepcopy=False)
-    gid = next(_grid_id(t) for t in trials if t.number == trial.number)
+    gid = next(grid_id(t) for t in trials if t.number == trial.number)
     for other in trials:
-        if other.number == trial.number or _grid_id(other) != gid or not _claims(other):
+        if other.number == trial.number or grid_id(other) != gid or not _claims(other):
             continue
         if other.state in (TrialState.RUNNING, TrialState.WAITING) and other.number > trial.number:
             continue  # the later trial gives way
@@ -480,114 +481,3 @@ def run_workers(settings: SweepSettings, workers: int) -> None:
     if codes:
         raise SweepError(f"{len(codes)} worker(s) stopped with exit code {codes[0]}; run the "
                          "same command again to resume")
-
-
-# -- results ----------------------------------------------------------------------------------
-
-
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    if not values:
-        return float("nan"), float("nan")
-    sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return float(np.mean(values)), sd
-
-
-def summarize(study: Any, grid: Grid) -> dict[str, Any]:
-    """The grid's results: one row per (hidden, layers), mean and sd over the seeds done."""
-    from optuna.trial import TrialState
-
-    done: dict[tuple[int, int], list[Any]] = {}
-    failed: list[dict[str, Any]] = []
-    for trial in study.get_trials(deepcopy=False):
-        gid = _grid_id(trial)
-        if gid is None or not 0 <= gid < grid.size:
-            continue
-        if trial.state == TrialState.COMPLETE:
-            key = (trial.params["hidden"], trial.params["layers"])
-            done.setdefault(key, []).append(trial)
-        elif trial.state == TrialState.FAIL and "error" in trial.user_attrs:
-            failed.append({**trial.params, "error": trial.user_attrs["error"]})
-    rows = []
-    for layers in grid.layers:
-        for hidden in grid.hidden:
-            trials = done.get((hidden, layers), [])
-            row: dict[str, Any] = {"hidden": hidden, "layers": layers,
-                                   "parameters": parameter_count(hidden, layers),
-                                   "seeds": len(trials)}
-            for name, key in (("train", "train_accuracy"), ("val", None),
-                              ("test", "test_accuracy")):
-                values = [t.value if key is None else t.user_attrs[key] for t in trials]
-                row[f"{name}_mean"], row[f"{name}_sd"] = _mean_sd(values)
-            row["seconds"] = _mean_sd([t.user_attrs["seconds"] for t in trials])[0]
-            rows.append(row)
-    complete = sum(len(v) for v in done.values())
-    return {"points": grid.size, "complete": complete, "failed": failed, "rows": rows}
-
-
-def best_of_search(study: Any, settings: SweepSettings) -> dict[str, Any]:
-    """The search's best trial, its settings and the ``digitnet train`` line that repeats it."""
-    from optuna.trial import TrialState
-
-    search = settings.plan
-    assert isinstance(search, Search)
-    trials = study.get_trials(deepcopy=False)
-    counts = {state.name.lower(): sum(t.state == state for t in trials)
-              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    result: dict[str, Any] = {"trials": counts, "best": None}
-    if complete:
-        best = max(complete, key=lambda t: (t.value, -t.number))
-        options = {"hidden": search.hidden, "layers": search.layers, **settings.fixed,
-                   **best.params}
-        result["best"] = {"trial": best.number, "val_accuracy": best.value,
-                          "options": options,
-                          "command": train_command(settings.preset, options)}
-    return result
-
-
-def train_command(preset: str, options: dict[str, Any]) -> str:
-    """``digitnet train --preset P --hidden 10 ...`` for a set of training options."""
-    words = ["digitnet", "train", "--preset", preset]
-    for name, value in options.items():
-        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        words += [f"--{name.replace('_', '-')}", shown]
-    return " ".join(words)
-
-
-def sweep_figure(rows: Sequence[dict[str, Any]]) -> Any:
-    """Test accuracy against hidden units (log axis), a line per depth with ± sd error bars;
-    train accuracy dashed in the same colour, so under- and overfitting show."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    depths = sorted({r["layers"] for r in rows})
-    for k, layers in enumerate(depths):
-        mine = [r for r in rows if r["layers"] == layers and r["seeds"]]
-        if not mine:
-            continue
-        colour = f"C{k}"
-        hidden = [r["hidden"] for r in mine]
-        ax.errorbar(hidden, [100 * r["test_mean"] for r in mine],
-                    yerr=[100 * r["test_sd"] for r in mine], color=colour, marker="o",
-                    capsize=3, label=f"{layers} hidden layer{'s' if layers > 1 else ''}: test")
-        ax.plot(hidden, [100 * r["train_mean"] for r in mine], color=colour, linestyle="--",
-                marker=".", label=f"{layers} hidden layer{'s' if layers > 1 else ''}: train")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("hidden units per layer")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("MNIST accuracy against the width of the hidden layer (mean ± sd over seeds)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    return fig
-
-
-def write_figure(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Write :func:`sweep_figure` as a PNG, atomically."""
-    from digitnet._atomic import atomic_write_bytes
-    from digitnet.report import figure_png
-
-    atomic_write_bytes(path, figure_png(sweep_figure(rows)))
-    return path

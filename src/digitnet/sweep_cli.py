@@ -103,6 +103,7 @@ def sweep(
     study; running the same command again resumes it, retrying trials whose worker died.
     """
     from digitnet import sweep as sw
+    from digitnet import sweepresults
     from digitnet.sweepstore import open_storage
 
     fixed = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer,
@@ -139,12 +140,12 @@ def sweep(
     sw.run_workers(settings, workers)
     wall = time.perf_counter() - started
     if isinstance(plan, sw.Search):
-        _show_search(sw.best_of_search(handle, settings), settings, wall, as_json)
+        _show_search(sweepresults.best_of_search(handle, settings), settings, wall, as_json)
         return
-    summary = sw.summarize(handle, plan)
+    summary = sweepresults.summarize(handle, plan)
     summary.update(study=settings.study, storage=settings.storage.shown, workers=workers,
                    wall_seconds=wall, preset=preset, fixed=fixed)
-    _write_results(summary, out, sw)
+    _write_results(summary, out, sweepresults)
     if as_json:
         _print_json(summary)
         return
