@@ -116,9 +116,36 @@ def test_the_figure_has_a_line_per_depth_and_dashed_train(tmp_path):
 # -- bad input on the command line ------------------------------------------------------------
 
 
-def test_bad_hidden_list_is_one_line(tmp_path):
-    result = digitnet("sweep", "--hidden", "0,abc", "--out", str(tmp_path))
-    assert_one_error_line(result, "--hidden", "0,abc")
+@pytest.mark.parametrize("args, words", [
+    (["--hidden", "0,abc"], ["--hidden", "0,abc"]),
+    (["--hidden", ""], ["--hidden", "comma-separated"]),
+    (["--layers", "1,9"], ["--layers", "9"]),
+    (["--workers", "0"], ["--workers 0"]),
+    (["--seeds", "0"], ["--seeds 0"]),
+    (["--epochs", "0"], ["epochs"]),
+    (["--search", "--hidden", "8,16", "--trials", "2"], ["one architecture"]),
+    (["--search"], ["--trials"]),
+])
+def test_bad_options_are_one_line_and_store_nothing(tmp_path, args, words):
+    result = digitnet("sweep", *args, "--out", str(tmp_path / "out"))
+    assert_one_error_line(result, *words)
+    assert not (tmp_path / "out" / "study.journal").exists()
+
+
+def test_a_pruned_trial_stops_training_at_once():
+    import numpy as np
+
+    from digitnet.training import make_config
+
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.ThresholdPruner(lower=1.01))
+    trial = study.ask()  # any accuracy is below 1.01, so the first report prunes it
+    rng = np.random.default_rng(3)
+    data = sw._Data(rng.integers(0, 256, (400, 28, 28), dtype=np.uint8), rng.integers(0, 10, 400),
+                    rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), rng.integers(0, 10, 50))
+    with pytest.raises(optuna.TrialPruned):
+        sw._train(trial, make_config(hidden=4, epochs=5, val_size=100), data, prune=True)
+    assert list(study.trials[0].intermediate_values) == [1]  # stopped after its first epoch
 
 
 @pytest.mark.parametrize("url, words", [

@@ -17,6 +17,7 @@ grid) ends at once as a failed "surplus" trial, without training.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import socket
@@ -336,7 +337,8 @@ def _train(trial: Any, config: Any, data: _Data, prune: bool) -> float:
     return float(metrics["dev_accuracy"])
 
 
-def _grid_objective(settings: SweepSettings, data: _Data) -> Callable[[Any], float]:
+def _grid_objective(settings: SweepSettings,
+                    data: Callable[[], _Data]) -> Callable[[Any], float]:
     grid = settings.plan
     assert isinstance(grid, Grid)
 
@@ -347,12 +349,13 @@ def _grid_objective(settings: SweepSettings, data: _Data) -> Callable[[Any], flo
         seed = trial.suggest_categorical("seed", list(range(grid.seeds)))
         with _Heartbeat(trial, settings.heartbeat):
             return _train(trial, settings.config(hidden=hidden, layers=layers, seed=seed),
-                          data, prune=False)
+                          data(), prune=False)
 
     return objective
 
 
-def _search_objective(settings: SweepSettings, data: _Data) -> Callable[[Any], float]:
+def _search_objective(settings: SweepSettings,
+                      data: Callable[[], _Data]) -> Callable[[Any], float]:
     search = settings.plan
     assert isinstance(search, Search)
     suggest: dict[str, Callable[[Any], Any]] = {
@@ -368,7 +371,7 @@ def _search_objective(settings: SweepSettings, data: _Data) -> Callable[[Any], f
         values = {name: suggest[name](trial) for name in settings.searched()}
         config = settings.config(hidden=search.hidden, layers=search.layers, **values)
         with _Heartbeat(trial, settings.heartbeat):
-            return _train(trial, config, data, prune=True)
+            return _train(trial, config, data(), prune=True)
 
     return objective
 
@@ -388,7 +391,7 @@ def work(settings: SweepSettings, should_stop: Callable[[], bool] = lambda: Fals
     # Reaping tells other workers' trials; a plain sampler does nothing when it is told.
     plain = optuna.load_study(study_name=settings.study, storage=handle,
                               sampler=optuna.samplers.RandomSampler())
-    data = _load(settings)
+    data = functools.cache(lambda: _load(settings))  # loaded when a trial first needs it
     grid = settings.plan if isinstance(settings.plan, Grid) else None
     objective = (_grid_objective if grid else _search_objective)(settings, data)
     started = time.monotonic()

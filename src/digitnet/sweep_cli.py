@@ -109,6 +109,8 @@ def sweep(
     fixed = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                                    lr=lr, schedule=schedule, l2=l2, val_size=val_size,
                                    augment=augment, dataset=dataset).items() if v is not None}
+    if not 1 <= workers <= 256:
+        raise ConfigError(f"--workers {workers} is out of range; it must be between 1 and 256")
     hidden_values = sw.parse_int_list(hidden, "--hidden")
     layer_values = sw.parse_int_list(layers, "--layers", high=8)
     plan: sw.Grid | sw.Search
