@@ -202,8 +202,12 @@ def _last_seen(trial: Any) -> float:
 def _reap(study: Any, heartbeat: float, grid: Grid | None) -> None:
     """Fail running trials whose heartbeat stopped; queue their grid points again."""
     from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
+
+    try:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+    except ImportError:  # Optuna before 4.9 names it so
+        from optuna.storages import RetryFailedTrialCallback as RetryHeartbeatStaleTrialCallback
 
     now = time.time()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
