@@ -89,7 +89,7 @@ def test_augmented_training_is_deterministic_and_leaves_validation_clean():
     config = training.make_config("default", epochs=2, val_size=50, augment=1.0)
     a = training.Trainer(config, images, labels)
     b = training.Trainer(config, images, labels)
-    epoch_images = a._epoch_images(0)
+    epoch_images = a.epoch_images(0)
     assert np.array_equal(epoch_images[a.val_idx], images.reshape(300, -1)[a.val_idx])
     assert not np.array_equal(epoch_images[a.train_idx], images.reshape(300, -1)[a.train_idx])
     assert np.array_equal(a.run().params.W[0], b.run().params.W[0])

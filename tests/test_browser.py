@@ -29,13 +29,13 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed")
 
-from digitnet import datasets, training  # noqa: E402
+from digitnet import datasets, runner, training  # noqa: E402
 from digitnet.web.app import create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def mnist_model(mnist_dir):
-    return training.train_on_dataset(training.make_config("default"), mnist_dir,
+    return runner.train_on_dataset(training.make_config("default"), mnist_dir,
                                      download=False)
 
 

@@ -38,7 +38,7 @@ httpx = pytest.importorskip("httpx")
 
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from digitnet import datasets, imaging, modelfile, training  # noqa: E402
+from digitnet import datasets, imaging, modelfile, runner, training  # noqa: E402
 from digitnet.model import Model  # noqa: E402
 from digitnet.web.app import MAX_BODY  # noqa: E402
 
@@ -349,7 +349,7 @@ class Target:
 def mnist_target(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """The default preset trained for one epoch on the real MNIST, served, and its test digits."""
     config = training.make_config("default", epochs=1, seed=0)
-    mnist_model = training.train_on_dataset(config, mnist_dir, download=False)
+    mnist_model = runner.train_on_dataset(config, mnist_dir, download=False)
     images, labels = datasets.load("mnist", "test", mnist_dir, download=False)
     folder = tmp_path_factory.mktemp("serve-mnist")
     path = modelfile.save(mnist_model, folder / "model.safetensors")

@@ -135,14 +135,17 @@ def test_bad_options_are_one_line_and_store_nothing(tmp_path, args, words):
 def test_a_pruned_trial_stops_training_at_once():
     import numpy as np
 
+    from digitnet import runner
     from digitnet.training import make_config
 
     study = optuna.create_study(direction="maximize",
                                 pruner=optuna.pruners.ThresholdPruner(lower=1.01))
     trial = study.ask()  # any accuracy is below 1.01, so the first report prunes it
     rng = np.random.default_rng(3)
-    data = sw._Data(rng.integers(0, 256, (400, 28, 28), dtype=np.uint8), rng.integers(0, 10, 400),
-                    rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), rng.integers(0, 10, 50))
+    data = runner.Data("mnist", rng.integers(0, 256, (400, 28, 28), dtype=np.uint8),
+                       rng.integers(0, 10, 400), rng.integers(0, 256, (50, 28, 28),
+                                                              dtype=np.uint8),
+                       rng.integers(0, 10, 50), None, None, tuple("0123456789"))
     with pytest.raises(optuna.TrialPruned):
         sw._train(trial, make_config(hidden=4, epochs=5, val_size=100), data, prune=True)
     assert list(study.trials[0].intermediate_values) == [1]  # stopped after its first epoch

@@ -161,7 +161,7 @@ def _load(data_dir: str | Path | None) -> _Data:
     test_images, test_labels = datasets.load("mnist", "test", data_dir)
     images = np.ascontiguousarray(images.reshape(len(images), -1))
     test_images = np.ascontiguousarray(test_images.reshape(len(test_images), -1))
-    mean, std = training._pixel_stats(images, np.zeros(0, np.int64))
+    mean, std = training.pixel_stats(images, np.zeros(0, np.int64))
     pre = Preprocessing(1 / 255, mean, std)
     return _Data(images, labels.astype(np.int64), test_images, test_labels.astype(np.int64),
                  pre.apply(images, np.float32), pre.apply(test_images, np.float32), pre)
@@ -408,7 +408,7 @@ def _seed_preset(data: _Data, iterations: int) -> dict[str, Any]:
 
 
 def _accuracy(model: Model, data: _Data) -> float:
-    predictor = fast.Predictor(model.params, model.preprocessing)
+    predictor = fast.Predictor(model.params, model.preprocessing, FAST)
     return float(np.mean(predictor.predict(data.test_images) == data.test_labels))
 
 
@@ -422,7 +422,7 @@ def _inference(data: _Data, settings: BenchSettings) -> dict[str, Any]:
 
     trainer = _digitnet_trainer(data, 64, 1)
     model = trainer.run()
-    predictor = fast.Predictor(model.params, model.preprocessing)
+    predictor = fast.Predictor(model.params, model.preprocessing, FAST)
     net = _TorchNet(data, 64)
     net.epoch()
     with warnings.catch_warnings():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -248,7 +250,7 @@ def train(
     Ctrl-C or SIGTERM stops after the current epoch, writes a checkpoint and exits with 130 or
     143; `digitnet train --resume CHECKPOINT` goes on from there.
     """
-    from digitnet import checkpoint, modelfile, training
+    from digitnet import checkpoint, modelfile, runner, training
 
     overrides = dict(hidden=hidden, layers=layers, epochs=epochs, iterations=iterations,
                      batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule,
@@ -272,25 +274,26 @@ def train(
         fail(f"{out}: cannot be written, {blocked} is a file, not a folder")
     progress, show = _train_progress(
         config.iterations or config.epochs, quiet or as_json, config.iterations is not None)
-    running: list[training.Trainer] = []
-
-    def callback(record: Any) -> None:
-        show(record)
-        if checkpoint_every and record.epoch % checkpoint_every == 0:
-            checkpoint.save(running[0], checkpoint_path)
-
     with progress, _StopSignals() as stop:
-        try:
-            model = training.train_on_dataset(
-                config, data_dir, callback, progressbar=RichDownloadBar(), resume=resume,
-                on_start=running.append, should_stop=stop.requested)
-        except training.TrainingInterrupted as exc:
-            checkpoint.save(exc.trainer, checkpoint_path)
+        data = runner.load_data(config.dataset, data_dir, progressbar=RichDownloadBar())
+        trainer = runner.make_trainer(config, data, resume)
+        stop.connect(trainer.stop)
+        saved_at = trainer.epoch
+        for record in trainer.events():
+            show(record)
+            if checkpoint_every and record.epoch // checkpoint_every > saved_at // checkpoint_every:
+                checkpoint.save(trainer, checkpoint_path)
+                saved_at = record.epoch
+        if trainer.stopped:
+            checkpoint.save(trainer, checkpoint_path)
             progress.stop()
-            err_console.print(Text(f"{stop.name}: {exc}; checkpoint saved to "
-                                   f"{checkpoint_path}; continue with: digitnet train "
-                                   f"--resume {checkpoint_path} --out {out}"), soft_wrap=True)
-            raise typer.Exit(stop.exit_code) from None
+            err_console.print(Text(
+                f"{stop.name}: training stopped after epoch {trainer.epoch} of {trainer.epochs} "
+                f"(step {trainer.step} of {trainer.total_steps}); checkpoint saved to "
+                f"{checkpoint_path}; continue with: digitnet train --resume {checkpoint_path} "
+                f"--out {out}"), soft_wrap=True)
+            raise typer.Exit(stop.exit_code)
+    model = runner.finish(trainer.result(), data)
     modelfile.save(model, out)
     metrics = model.meta["metrics"]
     if as_json:
@@ -315,6 +318,13 @@ class _StopSignals:
     def __init__(self) -> None:
         self.signal: int | None = None
         self._previous: dict[int, Any] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def connect(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the first signal (at once, if one came already)."""
+        self._listeners.append(listener)
+        if self.signal is not None:
+            listener()
 
     def __enter__(self) -> _StopSignals:
         for sig in self.CODES:
@@ -329,6 +339,8 @@ class _StopSignals:
         if self.signal is not None:  # asked twice: stop now, without a checkpoint
             raise SystemExit(self.CODES[signum])
         self.signal = signum
+        for listener in self._listeners:
+            listener()
 
     def requested(self) -> bool:
         return self.signal is not None
@@ -816,8 +828,14 @@ def _bench_tables(result: dict[str, Any]) -> None:
 app.command("sweep")(sweep_command)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any,
+                      **kwargs: Any) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main() -> None:
     """Entry point: run the app, turning digitnet's errors into one line and exit 1."""
+    warnings.formatwarning = _one_line_warning
     try:
         app()
     except DigitnetError as exc:

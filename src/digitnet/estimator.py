@@ -36,7 +36,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from digitnet.errors import ConfigError
 from digitnet.model import Model, Preprocessing
 from digitnet.network import Params
-from digitnet.optim import Optimizer
 from digitnet.training import TrainConfig, Trainer, make_config
 
 __all__ = ["DigitNetClassifier", "ParameterError"]
@@ -153,7 +152,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
     best_validation_score_: float | None
     n_iter_: int
     history_: dict[str, list[float]]
-    _optimizer: Optimizer
+    _optimizer_state: dict[str, np.ndarray]
     _meta: dict[str, Any]
 
     def __init__(
@@ -210,7 +209,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         config = self._config(len(X), partial=False)
         trainer = Trainer(config, X, codes.reshape(-1), len(self.classes_),
                           self._input_transform(X))
-        self.__dict__.pop("_optimizer", None)  # partial_fit after fit starts a fresh optimizer
+        self.__dict__.pop("_optimizer_state", None)  # partial_fit after fit: a fresh optimizer
         self._store(trainer, trainer.run(), config, reset=True)
         return self
 
@@ -254,13 +253,15 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         if not first:
             # Continue from this estimator's state: its weights, optimizer and epoch count (which
             # also varies each epoch's shuffle).
-            trainer.params = Params([w.copy() for w in self.coefs_],
-                                    [b.copy() for b in self.intercepts_])
-            if "_optimizer" in self.__dict__:
-                trainer.optimizer = self._optimizer
-            trainer.epoch = self.n_iter_
+            state: dict[str, Any] = {
+                "params": Params([w.copy() for w in self.coefs_],
+                                 [b.copy() for b in self.intercepts_]),
+                "epoch": self.n_iter_}
+            if "_optimizer_state" in self.__dict__:
+                state["optimizer"] = self._optimizer_state
+            trainer.load_state_dict(state)
         self._store(trainer, trainer.run(), config, reset=first)
-        self._optimizer = trainer.optimizer
+        self._optimizer_state = trainer.state_dict()["optimizer"]
         return self
 
     def _config(self, n_samples: int, partial: bool) -> TrainConfig:

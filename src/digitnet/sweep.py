@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from digitnet.errors import ConfigError, DigitnetError
 from digitnet.sweepstore import Storage, SweepError, open_study
 
@@ -43,7 +41,6 @@ DEFAULT_LAYERS = (1, 2)
 DEFAULT_SEEDS = 3
 GRACE = 3          # heartbeats a running trial may miss before it is presumed dead
 MAX_RETRIES = 3    # times one grid point is retried after its worker died
-_BLOCK = 1024      # test images predicted at a time
 
 # What a search tries, unless the option is fixed on the command line.
 SEARCHED = ("lr", "batch_size", "l2", "schedule", "epochs")
@@ -292,49 +289,35 @@ class _Heartbeat:
 # -- one training ----------------------------------------------------------------------------
 
 
-@dataclass
-class _Data:
-    images: np.ndarray
-    labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
+def _load(settings: SweepSettings) -> Any:
+    from digitnet import runner
+
+    return runner.load_data(settings.config().dataset, settings.data_dir)
 
 
-def _load(settings: SweepSettings) -> _Data:
-    from digitnet import datasets
-
-    name = settings.config().dataset
-    images, labels, _ = datasets.load_split(name, "train", settings.data_dir)
-    test_images, test_labels, _ = datasets.load_split(name, "test", settings.data_dir)
-    return _Data(images, labels, test_images, test_labels)
-
-
-def _train(trial: Any, config: Any, data: _Data, prune: bool) -> float:
-    """Train one network, reporting each epoch's validation accuracy; returns the best."""
+def _train(trial: Any, config: Any, data: Any, prune: bool) -> float:
+    """Train one network on ``data`` (a :class:`digitnet.runner.Data`), reporting each epoch's
+    validation accuracy to the trial; returns the best. A pruned trial stops the trainer."""
     import optuna
 
-    from digitnet import training
+    from digitnet import runner
+    from digitnet.training import Trainer
 
-    trainer = training.Trainer(config, data.images, data.labels)
-    pruned = threading.Event()
-
-    def report(record: Any) -> None:
-        trial.report(float(record.val_accuracy), record.epoch)
-        if prune and trial.should_prune():
-            pruned.set()
-
+    trainer = Trainer(config, data.images, data.labels)
     try:
-        model = trainer.run(report, pruned.is_set)
-    except training.TrainingInterrupted:
-        raise optuna.TrialPruned(f"pruned after epoch {trainer.epoch}") from None
+        for record in trainer.events():
+            trial.report(float(record.val_accuracy), record.epoch)
+            if prune and trial.should_prune():
+                trainer.stop()
     except DigitnetError as exc:  # divergence: a result of these settings, not retried
         trial.set_user_attr("error", str(exc))
         raise
+    if trainer.stopped:
+        raise optuna.TrialPruned(f"pruned after epoch {trainer.epoch}")
+    model = runner.finish(trainer.result(), data)
     metrics = model.meta["metrics"]
-    predicted = np.concatenate([model.predict(data.test_images[i:i + _BLOCK])
-                                for i in range(0, len(data.test_images), _BLOCK)])
     trial.set_user_attr("train_accuracy", float(metrics["train_accuracy"]))
-    trial.set_user_attr("test_accuracy", float(np.mean(predicted == data.test_labels)))
+    trial.set_user_attr("test_accuracy", float(metrics["test_accuracy"]))
     trial.set_user_attr("seconds", float(metrics["train_seconds"]))
     trial.set_user_attr("epochs", int(metrics["epochs"]))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -342,7 +325,7 @@ def _train(trial: Any, config: Any, data: _Data, prune: bool) -> float:
 
 
 def _grid_objective(settings: SweepSettings,
-                    data: Callable[[], _Data]) -> Callable[[Any], float]:
+                    data: Callable[[], Any]) -> Callable[[Any], float]:
     grid = settings.plan
     assert isinstance(grid, Grid)
 
@@ -359,7 +342,7 @@ def _grid_objective(settings: SweepSettings,
 
 
 def _search_objective(settings: SweepSettings,
-                      data: Callable[[], _Data]) -> Callable[[Any], float]:
+                      data: Callable[[], Any]) -> Callable[[Any], float]:
     search = settings.plan
     assert isinstance(search, Search)
     suggest: dict[str, Callable[[Any], Any]] = {

@@ -54,11 +54,12 @@ def _one(values: tuple[int, ...], option: str) -> int:
 
 
 def sweep(
-    hidden: Annotated[str, typer.Option(help="Hidden units per layer, a comma-separated "
-                                        "list (with --search: one value).")] =
-    "1,2,4,8,10,16,32,64,128,256",
-    layers: Annotated[str, typer.Option(help="Hidden layers, a comma-separated list "
-                                        "(with --search: one value).")] = "1,2",
+    hidden: Annotated[str | None, typer.Option(
+        help="Hidden units per layer, a comma-separated list (default 1,2,4,8,10,16,32,64,128,"
+        "256; with --search one value, default 10).")] = None,
+    layers: Annotated[str | None, typer.Option(
+        help="Hidden layers, a comma-separated list (default 1,2; with --search one value, "
+        "default 1).")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per grid point (0 .. N-1).")] = 3,
     preset: Annotated[str, typer.Option(help="Training preset the options start "
                                         "from.")] = "default",
@@ -111,6 +112,10 @@ def sweep(
                                    augment=augment, dataset=dataset).items() if v is not None}
     if not 1 <= workers <= 256:
         raise ConfigError(f"--workers {workers} is out of range; it must be between 1 and 256")
+    if hidden is None:
+        hidden = "10" if search else ",".join(map(str, sw.DEFAULT_HIDDEN))
+    if layers is None:
+        layers = "1" if search else ",".join(map(str, sw.DEFAULT_LAYERS))
     hidden_values = sw.parse_int_list(hidden, "--hidden")
     layer_values = sw.parse_int_list(layers, "--layers", high=8)
     plan: sw.Grid | sw.Search

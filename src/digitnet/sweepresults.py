@@ -78,7 +78,7 @@ def train_command(preset: str, options: dict[str, Any]) -> str:
     """``digitnet train --preset P --hidden 10 ...`` for a set of training options."""
     words = ["digitnet", "train", "--preset", preset]
     for name, value in options.items():
-        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        shown = repr(value) if isinstance(value, float) else str(value)  # exact: same run
         words += [f"--{name.replace('_', '-')}", shown]
     return " ".join(words)
 
