@@ -105,10 +105,11 @@ def test_the_figure_has_a_line_per_depth_and_dashed_train(tmp_path):
     rows = [{"hidden": h, "layers": n, "seeds": 2, "test_mean": 0.9, "test_sd": 0.01,
              "train_mean": 0.95} for n in (1, 2) for h in (2, 4, 8)]
     fig = sweepresults.sweep_figure(rows)
-    ax = fig.axes[0]
-    assert ax.get_xscale() == "log"
-    styles = [line.get_linestyle() for line in ax.get_lines()]
-    assert styles.count("--") == 2  # a train line per depth
+    for ax in fig.axes:
+        assert ax.get_xscale() == "log"
+        styles = [line.get_linestyle() for line in ax.get_lines()]
+        assert styles.count("--") == 2  # a train line per depth
+    assert fig.axes[1].get_ylim() == (90, 100)
     path = sweepresults.write_figure(rows, tmp_path / "sweep.png")
     assert path.read_bytes().startswith(b"\x89PNG")
 

@@ -85,32 +85,44 @@ def train_command(preset: str, options: dict[str, Any]) -> str:
 
 def sweep_figure(rows: Sequence[dict[str, Any]]) -> Any:
     """Test accuracy against hidden units (log axis), a line per depth with ± sd error bars;
-    train accuracy dashed in the same colour, so under- and overfitting show."""
+    train accuracy dashed in the same colour, so under- and overfitting show. The right panel
+    repeats the left from 90 % up, where the wide networks differ."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 4.5), dpi=100, layout="constrained")
+    fig = Figure(figsize=(11, 4.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    depths = sorted({r["layers"] for r in rows})
-    for k, layers in enumerate(depths):
-        mine = [r for r in rows if r["layers"] == layers and r["seeds"]]
-        if not mine:
-            continue
-        colour = f"C{k}"
-        hidden = [r["hidden"] for r in mine]
-        ax.errorbar(hidden, [100 * r["test_mean"] for r in mine],
-                    yerr=[100 * r["test_sd"] for r in mine], color=colour, marker="o",
-                    capsize=3, label=f"{layers} hidden layer{'s' if layers > 1 else ''}: test")
-        ax.plot(hidden, [100 * r["train_mean"] for r in mine], color=colour, linestyle="--",
-                marker=".", label=f"{layers} hidden layer{'s' if layers > 1 else ''}: train")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("hidden units per layer")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("MNIST accuracy against the width of the hidden layer (mean ± sd over seeds)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
+    axes = fig.subplots(1, 2)
+    widths = sorted({r["hidden"] for r in rows if r["seeds"]})
+    for ax, low in zip(axes, (None, 90.0), strict=True):
+        for k, layers in enumerate(sorted({r["layers"] for r in rows})):
+            _depth_lines(ax, [r for r in rows if r["layers"] == layers and r["seeds"]],
+                         layers, f"C{k}")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.minorticks_off()
+        ax.set_xlabel("hidden units per layer")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(True, alpha=0.3)
+        if low is not None:
+            ax.set_ylim(low, 100)
+            ax.set_title("the same, from 90 %")
+        else:
+            ax.set_title("MNIST accuracy (mean ± sd over seeds)")
+            ax.legend(loc="lower right")
     return fig
+
+
+def _depth_lines(ax: Any, rows: Sequence[dict[str, Any]], layers: int, colour: str) -> None:
+    if not rows:
+        return
+    name = f"{layers} hidden layer{'s' if layers > 1 else ''}"
+    hidden = [r["hidden"] for r in rows]
+    ax.errorbar(hidden, [100 * r["test_mean"] for r in rows],
+                yerr=[100 * r["test_sd"] for r in rows], color=colour, marker="o", capsize=3,
+                label=f"{name}: test")
+    ax.plot(hidden, [100 * r["train_mean"] for r in rows], color=colour, linestyle="--",
+            marker=".", label=f"{name}: train")
 
 
 def write_figure(rows: Sequence[dict[str, Any]], path: Path) -> Path:
