@@ -638,7 +638,8 @@ def report(
     images, labels = _labelled_data(dataset, split, data_dir)
     source = f"{dataset if dataset in ('mnist', 'fashion-mnist') else Path(dataset).name} {split}"
     try:
-        written = reporting.write_report(model, images, labels, out, source, extra)
+        written = reporting.write_report(model, images, labels, out, source,
+                                         **({"extra": extra} if extra else {}))
     except ValueError as exc:
         fail(f"{dataset}: {exc}")
     except OSError as exc:
