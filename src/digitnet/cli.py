@@ -676,8 +676,11 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     data_dir: DataDir = None,
+    allow_train: Annotated[bool, typer.Option("--allow-train", help="Let the page train "
+                                              "networks on an address other than loopback "
+                                              "(training costs CPU).")] = False,
 ) -> None:
-    """Serve the drawing page: draw a digit and watch the network read it."""
+    """Serve the drawing page: draw a digit and watch the network read it, or train one."""
     import logging
 
     if not 0 <= port <= 65535:
@@ -687,10 +690,12 @@ def serve(
         import uvicorn
 
         from digitnet.web.app import create_app
+        from digitnet.web.runs import TrainSettings
     except ImportError as exc:
         fail(f"serve needs the web extra ({exc.name} is missing): pip install 'digitnet[web]'")
     try:
-        web_app = create_app(model, _sample_digits(model, data_dir))
+        web_app = create_app(model, _sample_digits(model, data_dir),
+                             training=TrainSettings.for_host(host, allow_train, data_dir))
     except ValueError as exc:
         fail(f"{model_path}: {exc}")
     handler = logging.StreamHandler()
@@ -702,7 +707,8 @@ def serve(
     console.print(f"serving {escape(str(model_path))} on [bold]http://{escape(shown)}:{port}/[/] "
                   "(Ctrl+C stops)",
                   highlight=False)
-    uvicorn.run(web_app, host=host, port=port, log_level="info")
+    # Open event streams are closed after 3 s, so Ctrl+C stops a training run without waiting.
+    uvicorn.run(web_app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
 
 
 @app.command()
