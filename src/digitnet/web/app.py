@@ -20,6 +20,8 @@ Endpoints
 ``GET /api/sample``
     A random test digit (``?index=`` picks one): 784 grey values and its label; 404 when the
     app was started without test digits.
+``POST /api/explain``
+    The same body; the forward pass with its numbers (see :mod:`digitnet.web.explain_api`).
 ``GET /healthz``
     ``{"status": "ok"}``.
 ``/api/train...``
@@ -56,6 +58,7 @@ from starlette.requests import ClientDisconnect
 from digitnet import imaging
 from digitnet.errors import ImageError
 from digitnet.model import Model
+from digitnet.web import explain_api
 from digitnet.web.runs import TrainSettings
 
 __all__ = ["create_app", "ApiError", "MAX_BODY", "MAX_IMAGE_SIDE", "STATIC"]
@@ -126,6 +129,8 @@ def create_app(
     from digitnet.web import train_api  # it imports this module: not at the top
 
     train_api.attach(app, training, served.use)
+
+    app.include_router(explain_api.router(model, max_body, body_timeout))  # /api/explain
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

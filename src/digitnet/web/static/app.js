@@ -200,6 +200,7 @@ function showPrediction(answer) {
   showUnits(answer.hidden, top);
   setMessage("");
   showSampleVerdict(top);
+  document.dispatchEvent(new CustomEvent("digitnet:prediction", { detail: answer }));
 }
 
 function showError(message) {
@@ -227,6 +228,7 @@ function resetPrediction() {
   });
   drawInput(null);
   showUnits(null, null);
+  document.dispatchEvent(new CustomEvent("digitnet:prediction", { detail: null }));
 }
 
 function drawInput(rows) {
