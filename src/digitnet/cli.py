@@ -30,6 +30,7 @@ except ImportError:
 from digitnet import __version__, streams
 from digitnet.errors import DigitnetError
 from digitnet.streams import shown
+from digitnet.sweep_cli import sweep as sweep_command
 
 if TYPE_CHECKING:
     from digitnet.bench import BenchResult
@@ -731,6 +732,8 @@ def report(
                                          "(CSV, npz, IDX).")] = "mnist",
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
     data_dir: DataDir = None,
+    sweep: Annotated[Path | None, typer.Option(help="A digitnet sweep's --out folder: show "
+                                               "its sweep.png too.")] = None,
     as_json: Json = False,
 ) -> None:
     """Figures of what the network learned and how it was trained, in one HTML page.
@@ -747,13 +750,24 @@ def report(
         from digitnet import report as reporting
     except ImportError as exc:
         fail(f"report needs matplotlib ({exc.name} is missing): pip install 'digitnet[plot]'")
+    extra = {}
+    if sweep is not None:
+        figure = sweep / "sweep.png"
+        try:
+            if not figure.is_file():  # not a FIFO or a folder, which would hang or fail
+                raise FileNotFoundError(2, "not found")
+            extra["sweep.png"] = figure.read_bytes()
+        except OSError as exc:
+            fail(f"--sweep {sweep}: no sweep.png to read ({exc.strerror or exc}); give the "
+                 "folder a digitnet sweep wrote")
     model = _load_model(model_path)
     _check_takes_digits(model, model_path)
     images, labels = _labelled_data(dataset, split, data_dir, use="reported on")
     _check_classes(model, model_path, labels, dataset)
     source = f"{dataset if dataset in ('mnist', 'fashion-mnist') else Path(dataset).name} {split}"
     try:
-        written = reporting.write_report(model, images, labels, out, source)
+        written = reporting.write_report(model, images, labels, out, source,
+                                         **({"extra": extra} if extra else {}))
     except ValueError as exc:
         fail(f"{dataset}: {exc}")
     except OSError as exc:
@@ -979,6 +993,7 @@ def _bench_tables(result: BenchResult) -> None:
 from digitnet.cli_explain import explain as _explain  # noqa: E402  (needs app, defined above)
 
 app.command(name="explain")(_explain)
+app.command("sweep")(sweep_command)
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any,

@@ -324,7 +324,8 @@ def build_figures(model: Model, images: np.ndarray, labels: np.ndarray,
 
 
 def write_report(model: Model, images: np.ndarray, labels: np.ndarray,
-                 out_dir: str | Path = "report", source: str = "test images") -> list[Path]:
+                 out_dir: str | Path = "report", source: str = "test images",
+                 extra: dict[str, bytes] | None = None) -> list[Path]:
     """Write each figure as a PNG and ``index.html`` into ``out_dir``, atomically.
 
     Parameters
@@ -334,6 +335,9 @@ def write_report(model: Model, images: np.ndarray, labels: np.ndarray,
     labels : ndarray, shape (n,)
     source
         What the images are, for the page (e.g. ``"mnist test"``).
+    extra
+        More PNGs to copy and show after the report's own, by file name (e.g. a sweep's
+        ``sweep.png``).
 
     Returns
     -------
@@ -344,6 +348,7 @@ def write_report(model: Model, images: np.ndarray, labels: np.ndarray,
     evaluation = evaluate(model, images, labels)
     pngs = {name: figure_png(fig)
             for name, fig in build_figures(model, images, labels, evaluation).items()}
+    pngs.update(extra or {})
     written = []
     for name, data in pngs.items():
         atomic_write_bytes(out_dir / name, data)
@@ -381,8 +386,18 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+# Figures other commands make, which the report shows when it is given them.
+OTHER_FIGURES: dict[str, tuple[str, str]] = {
+    "sweep.png": (
+        "Accuracy against the size of the hidden layer",
+        "Test accuracy (solid, mean ± sd over seeds) and train accuracy (dashed) of networks "
+        "trained by digitnet sweep, against hidden units per layer, one colour per depth.",
+    ),
+}
+
+
 def _figure_html(name: str, data: bytes) -> str:
-    title, caption = FIGURES.get(name, (name, ""))
+    title, caption = FIGURES.get(name) or OTHER_FIGURES.get(name, (name, ""))
     uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     anchor = name.removesuffix(".png").replace("_", "-")
     return (f'<section id="{_e(anchor)}"><h2>{_e(title)}</h2>\n'
