@@ -22,9 +22,9 @@ import pytest
 optuna = pytest.importorskip("optuna")
 
 from digitnet import sweep as sw  # noqa: E402
-from digitnet import sweepresults  # noqa: E402
 from digitnet.errors import ConfigError  # noqa: E402
-from digitnet.sweepstore import SweepError, masked_url, open_storage  # noqa: E402
+from digitnet.sweep import results as sweepresults  # noqa: E402
+from digitnet.sweep.store import SweepError, masked_url, open_storage  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SMALL = ["--hidden", "2,4,8", "--layers", "1", "--seeds", "2", "--epochs", "1",

@@ -104,8 +104,8 @@ def sweep(
     study; running the same command again resumes it, retrying trials whose worker died.
     """
     from digitnet import sweep as sw
-    from digitnet import sweepresults
-    from digitnet.sweepstore import open_storage
+    from digitnet.sweep import results as sweepresults
+    from digitnet.sweep.store import open_storage
 
     fixed = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                                    lr=lr, schedule=schedule, l2=l2, val_size=val_size,

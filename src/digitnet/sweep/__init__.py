@@ -2,7 +2,7 @@
 
 A grid sweep trains every (hidden units, hidden layers, seed) point once through Optuna's
 ``GridSampler``; each trial is one digitnet training whose per-epoch validation accuracy is
-reported to Optuna. The study lives in a storage (:mod:`digitnet.sweepstore`) shared by any
+reported to Optuna. The study lives in a storage (:mod:`digitnet.sweep.store`) shared by any
 number of worker processes, on one machine or many; running the sweep again resumes it.
 
 A worker killed mid-trial stops writing its heartbeat (a user attribute refreshed every
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from digitnet.errors import ConfigError, DigitnetError
-from digitnet.sweepstore import Storage, SweepError, open_study
+from digitnet.sweep.store import Storage, SweepError, open_study
 
 __all__ = ["Grid", "Search", "SweepSettings", "parse_int_list", "prepare", "work",
            "run_workers", "parameter_count", "grid_id", "DEFAULT_HIDDEN", "DEFAULT_LAYERS",
