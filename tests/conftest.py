@@ -49,6 +49,18 @@ def mnist_dir() -> Path:
     return root
 
 
+@pytest.fixture
+def tiny_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder holding a small learnable ``mnist/`` (300 training and 100 test digits around
+    ten noisy prototypes), registered so that it verifies; away from the user's cache and
+    ``DIGITNET_DATA``."""
+    from tiny_data import mnist_contents, write_mnist
+
+    monkeypatch.setenv("DIGITNET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DIGITNET_DATA", raising=False)
+    return write_mnist(tmp_path / "data", mnist_contents(), monkeypatch)
+
+
 @contextmanager
 def _serving(app) -> Iterator[tuple[str, int]]:
     """Serve ``app`` with uvicorn in a thread on a free port of 127.0.0.1; yields the address."""

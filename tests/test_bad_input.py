@@ -42,6 +42,7 @@ from digitnet import datasets, modelfile
 from digitnet.cli import app
 from digitnet.model import Model, Preprocessing
 from digitnet.network import init_params
+from tiny_data import idx_bytes
 
 DIGITNET = Path(sys.executable).with_name("digitnet")
 
@@ -153,12 +154,6 @@ def worked(outcome: Outcome) -> dict | list:
 # Inputs to spoil
 
 
-def idx(array: np.ndarray) -> bytes:
-    array = np.asarray(array, dtype=np.uint8)
-    return bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes() + \
-        array.tobytes()
-
-
 # Three digits: a block of random grey levels on a black field, so each CSV row starts ",0,".
 IMAGES = np.zeros((3, 28, 28), dtype=np.uint8)
 IMAGES[:, 6:22, 10:18] = np.random.default_rng(0).integers(1, 256, size=(3, 16, 8))
@@ -266,7 +261,7 @@ def model(work: Path) -> Path:
 
 IMG = "t10k-images-idx3-ubyte"
 LAB = "t10k-labels-idx1-ubyte"
-GOOD_IDX = idx(IMAGES)
+GOOD_IDX = idx_bytes(IMAGES)
 
 DATA_FILES: dict[str, tuple[dict[str, bytes | str], str, tuple[str, ...]]] = {
     # case: (files, the file given, words the message must hold)
@@ -275,10 +270,10 @@ DATA_FILES: dict[str, tuple[dict[str, bytes | str], str, tuple[str, ...]]] = {
     "truncated header": ({IMG: GOOD_IDX[:9]}, IMG, ("truncated IDX header",)),
     "dimensions vs size": ({IMG: GOOD_IDX + b"\0"}, IMG, ("too long", "3x28x28")),
     "unknown type byte": ({IMG: GOOD_IDX[:2] + b"\x07" + GOOD_IDX[3:]}, IMG, ("type byte",)),
-    "images 27x28": ({IMG: idx(IMAGES[:, :27])}, IMG, ("n x 28 x 28", "3 x 27 x 28")),
-    "label above 9": ({IMG: GOOD_IDX, LAB: idx([7, 12, 1])}, IMG, (LAB, "label 12", "0-9")),
-    "count mismatch": ({IMG: GOOD_IDX, LAB: idx([7, 2])}, IMG, ("3 images but 2 labels",)),
-    "labels file alone": ({LAB: idx(LABELS)}, LAB, ("labels only",)),
+    "images 27x28": ({IMG: idx_bytes(IMAGES[:, :27])}, IMG, ("n x 28 x 28", "3 x 27 x 28")),
+    "label above 9": ({IMG: GOOD_IDX, LAB: idx_bytes([7, 12, 1])}, IMG, (LAB, "label 12", "0-9")),
+    "count mismatch": ({IMG: GOOD_IDX, LAB: idx_bytes([7, 2])}, IMG, ("3 images but 2 labels",)),
+    "labels file alone": ({LAB: idx_bytes(LABELS)}, LAB, ("labels only",)),
     ".gz not gzip": ({f"{IMG}.gz": GOOD_IDX}, f"{IMG}.gz", ("not a gzip file",)),
     "damaged gzip": ({f"{IMG}.gz": gzip.compress(GOOD_IDX)[:-12]}, f"{IMG}.gz",
                      ("damaged gzip file",)),
@@ -319,7 +314,8 @@ DATA_FILES: dict[str, tuple[dict[str, bytes | str], str, tuple[str, ...]]] = {
                       ("not a readable npz file",)),
     "npz float labels": ({"m.npz": npz(x_test=IMAGES, y_test=LABELS + 0.5)}, "m.npz",
                          ("labels must be integers",)),
-    "no images": ({IMG: idx(np.zeros((0, 28, 28))), LAB: idx([])}, IMG, ("holds no images",)),
+    "no images": ({IMG: idx_bytes(np.zeros((0, 28, 28))), LAB: idx_bytes([])}, IMG,
+                  ("holds no images",)),
 }
 # Run as the installed program; the rest in process.
 PROGRAM_CASES = {"wrong magic", "truncated", "label above 9", "count mismatch", ".gz not gzip",
@@ -406,7 +402,7 @@ def test_gzip_bomb(cli: Cli, model: Path, monkeypatch: pytest.MonkeyPatch) -> No
     # The same check stops a real bomb at 1 GiB; a lower limit keeps the test small.
     monkeypatch.setattr(datasets, "MAX_FILE_BYTES", 1 << 20)
     path = cli.work / f"{IMG}.gz"
-    path.write_bytes(gzip.compress(idx(np.zeros((2000, 28, 28)))))
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((2000, 28, 28)))))
     assert path.stat().st_size < 10_000
     refused(cli.in_process("evaluate", str(model), "--dataset", str(path)),
             str(path), "decompresses to more than 1 MiB")
@@ -425,8 +421,8 @@ def test_data_file_too_large(cli: Cli, model: Path, monkeypatch: pytest.MonkeyPa
 # Dataset folders given to `digitnet data --data-dir`
 
 STEMS = [stem for split in ("train", "test") for stem in datasets.FILES[split]]
-TINY = {"train-images-idx3-ubyte": idx(IMAGES), "train-labels-idx1-ubyte": idx(LABELS),
-        IMG: idx(IMAGES[:2]), LAB: idx(LABELS[:2])}
+TINY = {"train-images-idx3-ubyte": idx_bytes(IMAGES), "train-labels-idx1-ubyte": idx_bytes(LABELS),
+        IMG: idx_bytes(IMAGES[:2]), LAB: idx_bytes(LABELS[:2])}
 
 
 def register(monkeypatch: pytest.MonkeyPatch, contents: dict[str, bytes]) -> None:
@@ -441,8 +437,8 @@ VERIFIED_BUT_BAD = {
     "wrong magic": ({IMG: b"\x01\x02" + TINY[IMG][2:]}, IMG, "wrong magic number"),
     "truncated": ({IMG: TINY[IMG][:100]}, IMG, "truncated"),
     "dimensions vs size": ({IMG: TINY[IMG] + b"\0\0"}, IMG, "too long"),
-    "label above 9": ({LAB: idx([3, 10])}, LAB, "label 10 (item 2) out of range 0-9"),
-    "count mismatch": ({LAB: idx([3])}, "mnist", "2 images but 1 labels"),
+    "label above 9": ({LAB: idx_bytes([3, 10])}, LAB, "label 10 (item 2) out of range 0-9"),
+    "count mismatch": ({LAB: idx_bytes([3])}, "mnist", "2 images but 1 labels"),
     "images for labels": ({LAB: TINY[IMG]}, LAB, "labels must be one-dimensional"),
 }
 
@@ -905,27 +901,12 @@ def test_evaluate_unknown_dataset(cli: Cli, model: Path) -> None:
 # Training that fails: the model file at --out stays as it was
 
 
-@pytest.fixture
-def tiny_mnist(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A 60-image dataset in MNIST's layout, registered so that it verifies."""
-    rng = np.random.default_rng(2)
-    contents = {}
-    for split, n in (("train", 60), ("test", 10)):
-        images_stem, labels_stem = datasets.FILES[split]
-        contents[images_stem] = idx(rng.integers(0, 256, size=(n, 28, 28)))
-        contents[labels_stem] = idx(np.arange(n) % 10)
-    register(monkeypatch, contents)
-    folder = cli.work.parent / "data"
-    write(folder / "mnist", {f"{stem}.gz": gzip.compress(raw) for stem, raw in contents.items()})
-    return folder
-
-
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow on the way to NaN
 @pytest.mark.parametrize(
     ("options", "words"),
     [(["--optimizer", "gd", "--schedule", "constant", "--lr", "1e4", "--val-size", "10",
        "--batch-size", "5"], ("diverged", "smaller learning rate")),
-     (["--val-size", "60"], ("val_size = 60 leaves no training images",))],
+     (["--val-size", "300"], ("val_size = 300 leaves no training images",))],
     ids=["diverges", "no training images"],
 )
 def test_failed_training_keeps_the_old_model(cli: Cli, model: Path, tiny_mnist: Path,
@@ -1329,7 +1310,7 @@ def test_serve_on_a_port_in_use(cli: Cli, model: Path) -> None:
 
 
 def _checkpoint(**info: object) -> bytes:
-    header = {"format": "digitnet-checkpoint", "format_version": "1",
+    header = {"format": "digitnet-checkpoint", "format_version": "2",
               "digitnet": json.dumps(info)}
     return st_save({"params.W1": np.zeros((784, 10), np.float32)}, metadata=header)
 

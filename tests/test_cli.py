@@ -5,9 +5,6 @@ The tests marked ``mnist`` train on the real MNIST; each preset is trained once 
 
 from __future__ import annotations
 
-import dataclasses
-import gzip
-import hashlib
 import json
 import os
 import subprocess
@@ -210,33 +207,6 @@ def test_gradcheck_as_a_program(no_data_env):
     result = digitnet("gradcheck", "--threshold", "1e-30", env=no_data_env)
     assert result.returncode == 1
     assert "failed" in result.stdout and "Traceback" not in result.stderr
-
-
-@pytest.fixture
-def tiny_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder holding a small learnable ``mnist/``, registered so that it verifies."""
-    rng = np.random.default_rng(0)
-    centres = rng.integers(0, 256, (10, 784))
-    contents = {}
-    for split, n in (("train", 300), ("test", 100)):
-        labels = np.arange(n) % 10
-        images = np.clip(centres[labels] + rng.normal(0, 60, (n, 784)), 0, 255)
-        images_stem, labels_stem = datasets.FILES[split]
-        contents[images_stem] = (bytes([0, 0, 8, 3]) + np.array([n, 28, 28], ">u4").tobytes()
-                                 + images.astype(np.uint8).tobytes())
-        contents[labels_stem] = (bytes([0, 0, 8, 1]) + np.array([n], ">u4").tobytes()
-                                 + labels.astype(np.uint8).tobytes())
-    folder = tmp_path / "data" / "mnist"
-    folder.mkdir(parents=True)
-    for stem, raw in contents.items():
-        (folder / f"{stem}.gz").write_bytes(gzip.compress(raw, mtime=0))
-    sha256 = {stem: hashlib.sha256(raw).hexdigest() for stem, raw in contents.items()}
-    info = dataclasses.replace(datasets.DATASETS["mnist"], sha256=sha256,
-                               mirrors=("http://127.0.0.1:1/",))
-    monkeypatch.setitem(datasets.DATASETS, "mnist", info)
-    monkeypatch.setenv("DIGITNET_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("DIGITNET_DATA", raising=False)
-    return folder.parent
 
 
 def test_train_evaluate_predict_on_a_tiny_dataset(tiny_mnist, tmp_path):

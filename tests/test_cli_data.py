@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
-import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from digitnet import datasets
 from digitnet.cli import app
 from digitnet.data import locate as data_locate
 
 DIGITNET = Path(sys.executable).with_name("digitnet")
 
 # A tiny dataset in MNIST's layout: labels 0..9 cycling, so the class balance is known.
-COUNTS = {"train": 20, "test": 10}
-
-
-def _idx(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
-    return header + array.astype(np.uint8).tobytes()
-
-
-def _contents() -> dict[str, bytes]:
-    rng = np.random.default_rng(0)
-    contents = {}
-    for split, n in COUNTS.items():
-        images_stem, labels_stem = datasets.FILES[split]
-        contents[images_stem] = _idx(rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8))
-        contents[labels_stem] = _idx(np.arange(n) % 10)
-    return contents
-
-
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads or writes the user's cache, DIGITNET_DATA or the system folder."""
@@ -48,34 +26,19 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(data_locate, "SYSTEM_DIR", tmp_path / "system")
 
 
-@pytest.fixture
-def tiny_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder holding ``mnist/`` with the tiny dataset, registered so that it verifies."""
-    contents = _contents()
-    folder = tmp_path / "data" / "mnist"
-    folder.mkdir(parents=True)
-    for stem, raw in contents.items():
-        (folder / f"{stem}.gz").write_bytes(gzip.compress(raw, mtime=0))
-    sha256 = {stem: hashlib.sha256(raw).hexdigest() for stem, raw in contents.items()}
-    info = dataclasses.replace(datasets.DATASETS["mnist"], sha256=sha256,
-                               mirrors=("http://127.0.0.1:1/",))
-    monkeypatch.setitem(datasets.DATASETS, "mnist", info)
-    return folder.parent
-
-
 def test_data_json(tiny_mnist: Path) -> None:
     result = CliRunner().invoke(app, ["data", "--data-dir", str(tiny_mnist), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["name"] == "mnist"
-    assert report["train"] == 20 and report["test"] == 10
+    assert report["train"] == 300 and report["test"] == 100
     assert report["source"] == "data_dir" and report["verified"] is True
     assert report["folder"] == str(tiny_mnist / "mnist")
     assert report["splits"]["test"]["files"] == [
         str(tiny_mnist / "mnist" / "t10k-images-idx3-ubyte.gz"),
         str(tiny_mnist / "mnist" / "t10k-labels-idx1-ubyte.gz"),
     ]
-    assert report["class_balance"] == {"train": [2] * 10, "test": [1] * 10}
+    assert report["class_balance"] == {"train": [30] * 10, "test": [10] * 10}
 
 
 def test_data_table(tiny_mnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:

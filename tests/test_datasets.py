@@ -30,6 +30,7 @@ from hypothesis.extra import numpy as hnp
 from digitnet import datasets
 from digitnet.data import locate as data_locate
 from digitnet.errors import DataError
+from tiny_data import idx_bytes
 
 FUZZ_EXAMPLES = int(os.environ.get("DIGITNET_FUZZ_EXAMPLES", "500"))
 
@@ -46,13 +47,6 @@ def _arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 # A tiny dataset in MNIST's layout: 12 training and 5 test images.
 ARRAYS = {"train": _arrays(12, seed=1), "test": _arrays(5, seed=2)}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An uncompressed IDX file of unsigned bytes."""
-    array = np.asarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, dtype=">u4").tobytes()
-    return header + array.tobytes()
 
 
 def gz(data: bytes, level: int = 9) -> bytes:

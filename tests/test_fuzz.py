@@ -33,6 +33,7 @@ from digitnet import datasets, imaging, modelfile
 from digitnet.errors import DataError, DigitnetError, ImageError, ModelFileError
 from digitnet.model import Model, Preprocessing
 from digitnet.network import init_params
+from tiny_data import idx_bytes
 
 FUZZ_EXAMPLES = int(os.environ.get("DIGITNET_FUZZ_EXAMPLES", "500"))
 
@@ -84,12 +85,6 @@ def gz(data: bytes) -> bytes:
 
 # --------------------------------------------------------------------------------------------
 # Data files: IDX, CSV, npz, chosen by content through load_file
-
-
-def idx_bytes(array: np.ndarray, type_byte: int = 0x08) -> bytes:
-    array = np.asarray(array)
-    header = bytes([0, 0, type_byte, array.ndim]) + np.array(array.shape, ">u4").tobytes()
-    return header + array.tobytes()
 
 
 _RNG = np.random.default_rng(7)

@@ -115,7 +115,7 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                              f"{version!r:.40})")
     if int(version) > FORMAT_VERSION:
         raise ModelFileError(f"{path}: written by a newer digitnet; upgrade digitnet")
-    if int(meta.get("format_version", "0")) < FORMAT_VERSION:
+    if int(version) < FORMAT_VERSION:
         raise ModelFileError(f"{path}: a checkpoint in an older digitnet's format; it cannot be "
                              "resumed, start the run again")
     try:

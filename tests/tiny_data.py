@@ -1,0 +1,61 @@
+"""What the tests make their data from: IDX bytes, and a tiny MNIST folder that verifies."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitnet import datasets
+
+TRAIN, TEST = 300, 100  # digits in the tiny MNIST's two splits
+
+
+def idx_bytes(array: np.ndarray, type_byte: int = 0x08) -> bytes:
+    """An uncompressed IDX file: magic (0, 0, type, dimensions), big-endian sizes, the data.
+
+    With the default type 0x08 (unsigned bytes) the array is converted to uint8 first.
+    """
+    array = np.asarray(array, dtype=np.uint8) if type_byte == 0x08 else np.asarray(array)
+    header = bytes([0, 0, type_byte, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    return header + array.tobytes()
+
+
+def learnable_digits(n: int, rng: np.random.Generator,
+                     centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` images (n, 28, 28) uint8 around ten noisy prototypes, and their labels 0-9."""
+    labels = np.arange(n) % 10
+    images = np.clip(centres[labels] + rng.normal(0, 60, (n, 784)), 0, 255)
+    return images.astype(np.uint8).reshape(n, 28, 28), labels.astype(np.uint8)
+
+
+def mnist_contents(train: int = TRAIN, test: int = TEST, seed: int = 0) -> dict[str, bytes]:
+    """The four MNIST files (decompressed), by file stem: a problem a network learns in a few
+    epochs."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 256, (10, 784))
+    contents = {}
+    for split, n in (("train", train), ("test", test)):
+        images, labels = learnable_digits(n, rng, centres)
+        images_stem, labels_stem = datasets.FILES[split]
+        contents[images_stem], contents[labels_stem] = idx_bytes(images), idx_bytes(labels)
+    return contents
+
+
+def write_mnist(root: Path, contents: dict[str, bytes],
+                monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``contents`` gzipped into ``root/mnist/`` and registered as the published MNIST, so that
+    they verify (no mirror is reachable); returns ``root``."""
+    folder = root / "mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, raw in contents.items():
+        (folder / f"{stem}.gz").write_bytes(gzip.compress(raw, mtime=0))
+    sha256 = {stem: hashlib.sha256(raw).hexdigest() for stem, raw in contents.items()}
+    info = dataclasses.replace(datasets.DATASETS["mnist"], sha256=sha256,
+                               mirrors=("http://127.0.0.1:1/",))
+    monkeypatch.setitem(datasets.DATASETS, "mnist", info)
+    return root
