@@ -57,8 +57,9 @@ def _affine_coordinates(theta: np.ndarray, zoom: np.ndarray, shear: np.ndarray,
     x = (_GRID_X - _CENTRE)[None] - dx[:, None, None]
     y = (_GRID_Y - _CENTRE)[None] - dy[:, None, None]
     # Inverse map: undo the shift, then the rotation, shear and zoom.
-    xr = (cos * x + sin * y) / zoom[:, None, None]
-    yr = (-sin * x + cos * y) / zoom[:, None, None]
+    unzoom = (np.float32(1) / zoom)[:, None, None]  # a product per pixel, not a quotient
+    xr = (cos * x + sin * y) * unzoom
+    yr = (-sin * x + cos * y) * unzoom
     xr = xr - shear[:, None, None] * yr
     return yr + _CENTRE, xr + _CENTRE
 
@@ -178,7 +179,7 @@ def _warp_numba(part: np.ndarray, draws: tuple[np.ndarray, ...],
     if coarse is None:
         coarse = np.zeros((2, len(part), _COARSE, _COARSE), dtype=np.float32)
     out = np.empty_like(part)
-    _kernel()(part, np.cos(theta), np.sin(theta), zoom, shear, dx, dy,
+    _kernel()(part, np.cos(theta), np.sin(theta), np.float32(1) / zoom, shear, dx, dy,
               np.ascontiguousarray(coarse), _I0.astype(np.int64), _W, out)
     return out
 
@@ -204,7 +205,7 @@ def _kernel():  # type: ignore[no-untyped-def]
     return numba.njit(cache=True, nogil=True, error_model="numpy")(_nb_warp)
 
 
-def _nb_warp(images, cos, sin, zoom, shear, dx, dy, coarse, i0, w, out):  # pragma: no cover
+def _nb_warp(images, cos, sin, unzoom, shear, dx, dy, coarse, i0, w, out):  # pragma: no cover
     """Warp each image (n, 28, 28) uint8 into out: the arithmetic of _warp_numpy, per pixel.
 
     The image is copied into a frame padded by one zero pixel, flat, and indexed with unsigned
@@ -232,7 +233,7 @@ def _nb_warp(images, cos, sin, zoom, shear, dx, dy, coarse, i0, w, out):  # prag
                     bottom = max(bottom, r + 1)
                     left = min(left, q + 1)
                     right = max(right, q + 1)
-        ck, sk, zk, hk, dxk, dyk = cos[k], sin[k], zoom[k], shear[k], dx[k], dy[k]
+        ck, sk, zk, hk, dxk, dyk = cos[k], sin[k], unzoom[k], shear[k], dx[k], dy[k]
         for r in range(SIDE):
             y = np.float32(r) - c - dyk
             ir = i0[r]
@@ -242,8 +243,8 @@ def _nb_warp(images, cos, sin, zoom, shear, dx, dy, coarse, i0, w, out):  # prag
                 ex_row[j] = coarse[1, k, ir, j] * (one - wr) + coarse[1, k, ir + 1, j] * wr
             for q in range(SIDE):
                 x = np.float32(q) - c - dxk
-                xr = (ck * x + sk * y) / zk
-                yr = (-sk * x + ck * y) / zk
+                xr = (ck * x + sk * y) * zk
+                yr = (-sk * x + ck * y) * zk
                 xr = xr - hk * yr
                 iq = i0[q]
                 wq = w[q]
@@ -251,8 +252,8 @@ def _nb_warp(images, cos, sin, zoom, shear, dx, dy, coarse, i0, w, out):  # prag
                 ex = ex_row[iq] * (one - wq) + ex_row[iq + 1] * wq
                 ys = min(max(yr + c + ey + one, zero), top_limit)
                 xs = min(max(xr + c + ex + one, zero), top_limit)
-                y0 = np.uint64(ys)
-                x0 = np.uint64(xs)
+                y0 = np.uint64(np.int32(ys))  # int32: one instruction
+                x0 = np.uint64(np.int32(xs))
                 if y0 + 1 < top or y0 > bottom or x0 + 1 < left or x0 > right:
                     out[k, r, q] = 0
                     continue

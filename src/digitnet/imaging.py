@@ -167,7 +167,7 @@ def to_mnist_with_notes(grey: np.ndarray, source: str = "image") -> tuple[np.nda
     grey = _validated(grey, source)
     grey = _reduced(grey)
     found = _ink(grey, source)
-    ink = _crop_to_ink(found.ink, source)
+    ink = _crop_to_ink(photo.with_mnist_strokes(_crop_to_ink(found.ink, source)), source)
     notes = tuple(f"{source}: {note}" for note in found.notes)
     return _centre_by_mass(_fit_box(ink)), notes
 
