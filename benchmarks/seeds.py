@@ -5,7 +5,7 @@ augmentation; the preset is chosen on the validation column alone and the test c
 reported. ``--set name=value`` changes a field of the preset, as a row of the ablation does.
 
     python benchmarks/seeds.py [--data-dir DIR] [--preset best] [--seeds 0 1 2 3 4]
-                               [--set lr=0.01 ...] [--json OUT]
+                               [--set lr=0.01 ...] [--json OUT] [--save DIR]
 
 prints the Markdown table that benchmarks/ACCURACY.md holds, and one JSON line per run on
 stderr as it finishes.
@@ -18,10 +18,11 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from digitnet import datasets, training
+from digitnet import datasets, modelfile, training
 
 
 def parse_value(text: str) -> object:
@@ -41,6 +42,8 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="NAME=VALUE")
     parser.add_argument("--json", default=None, help="also write the runs to this file")
+    parser.add_argument("--save", default=None, metavar="DIR",
+                        help="save each seed's model as DIR/<preset>-seed<N>.safetensors")
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.overrides)
     overrides = {name: parse_value(value) for name, value in overrides.items()}
@@ -56,6 +59,9 @@ def main() -> None:
                "test": float(np.mean(model.predict(test_images) == test_labels)),
                "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu,
                "chosen_epoch": model.meta["metrics"]["chosen_epoch"]}
+        if args.save:
+            Path(args.save).mkdir(parents=True, exist_ok=True)
+            modelfile.save(model, Path(args.save) / f"{args.preset}-seed{seed}.safetensors")
         print(json.dumps(run), file=sys.stderr, flush=True)
         runs.append(run)
     if args.json:

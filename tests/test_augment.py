@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from digitnet import augment, datasets, robustness, training
+from digitnet import augment, datasets, fast, robustness, training
 from digitnet.cli import app
 
 
@@ -74,6 +74,22 @@ def test_thickness_thickens_or_thins_strokes():
     change = out.sum(axis=(1, 2), dtype=np.int64) - images.sum(axis=(1, 2), dtype=np.int64)
     assert (change > 0).any() and (change < 0).any()
     assert np.array_equal(augment.thickness(images, 0.0, np.random.default_rng(3)), images)
+
+
+@pytest.mark.skipif(not fast.numba_available(), reason="numba is not installed")
+def test_numba_and_numpy_warps_agree_bit_for_bit():
+    images = np.random.default_rng(5).integers(0, 256, (2100, 28, 28), dtype=np.uint8)
+    images[:, :4] = 0  # some empty rows, as MNIST's borders
+    for aug in (augment.recipe(1.0), augment.Augment(rotate=30, shift=3),
+                augment.Augment(elastic=2.0, scale=0.3)):
+        a = augment.apply(images, aug, np.random.default_rng(9), engine="numba")
+        b = augment.apply(images, aug, np.random.default_rng(9), engine="numpy")
+        assert np.array_equal(a, b)
+
+
+def test_an_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="numba, numpy"):
+        augment.apply(digits(), augment.recipe(1.0), np.random.default_rng(0), engine="gpu")
 
 
 def test_recipe_scales_every_deformation():

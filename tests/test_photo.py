@@ -6,6 +6,8 @@ lines, pencil, a table's edge, a second digit) with NumPy.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -181,3 +183,27 @@ def visible_ink_on_uneven_paper(draw) -> np.ndarray:
 def test_visible_ink_is_never_blank(grey):
     out = imaging.to_mnist(grey)
     assert out.shape == (28, 28) and out.max() == 255
+
+
+def test_predict_shows_the_note_for_two_digits(tmp_path):
+    from typer.testing import CliRunner
+
+    from digitnet import modelfile, network
+    from digitnet.cli import app
+    from digitnet.model import Model, Preprocessing
+
+    params = network.init_params((784, 10, 10), np.random.default_rng(0))
+    model = modelfile.save(Model(params, Preprocessing(1 / 255, 0.13, 0.31), {}),
+                           tmp_path / "m.safetensors")
+    two = tmp_path / "two.png"
+    grey = on_paper(np.maximum(seven(box=(20, 80, 150, 320)), three(box=(180, 60, 330, 340))))
+    Image.fromarray(grey.astype(np.uint8)).save(two)
+    one = tmp_path / "one.png"
+    Image.fromarray(on_paper(three()).astype(np.uint8)).save(one)
+    result = CliRunner().invoke(app, ["predict", str(model), str(two), str(one), "--json"])
+    assert result.exit_code == 0, result.output
+    answers = {a["file"]: a for a in json.loads(result.stdout)}
+    assert "2 digits" in answers[str(two)]["notes"][0]
+    assert "notes" not in answers[str(one)]
+    result = CliRunner().invoke(app, ["predict", str(model), str(two)])
+    assert result.exit_code == 0 and "note: " in result.stdout and "2 digits" in result.stdout

@@ -442,6 +442,7 @@ def predict(
     inputs: list[np.ndarray] = []
     names: list[str] = []
     truths: list[int | None] = []
+    notes: dict[str, list[str]] = {}
     if dataset is not None or index is not None:
         if images:
             fail("give image files or --dataset/--index, not both")
@@ -458,9 +459,11 @@ def predict(
         fail("give at least one image file, or --dataset and --index")
     else:
         for path in images:
-            inputs.append(imaging.preprocess(path))
+            image, found = imaging.preprocess_with_notes(path)
+            inputs.append(image)
             names.append(str(path))
             truths.append(None)
+            notes[str(path)] = list(found)
     probabilities = model.predict_proba(np.stack(inputs))
     results = []
     for name, p, truth in zip(names, probabilities, truths, strict=True):
@@ -468,6 +471,8 @@ def predict(
                   "probabilities": [round(float(v), 6) for v in p]}
         if truth is not None:
             result["true_label"] = truth
+        if notes.get(name):
+            result["notes"] = notes[name]  # e.g. that the image seems to hold two digits
         results.append(result)
     if as_json:
         print_json(results)
@@ -482,6 +487,8 @@ def predict(
         # Text, not markup: file and class names are shown as they are
         console.print(Text.assemble(f"{result['file']}: ", (class_names[result["label"]], "bold"),
                                     f"{truth_text}  ", (shown, "dim")), highlight=False)
+        for note in result.get("notes", []):
+            console.print(Text(f"  note: {note}", style="yellow"), highlight=False)
 
 
 @app.command()

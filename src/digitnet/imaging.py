@@ -47,6 +47,7 @@ __all__ = [
     "MIN_SIDE",
     "from_values",
     "preprocess",
+    "preprocess_with_notes",
     "read_image",
     "to_mnist",
     "to_mnist_with_notes",
@@ -191,6 +192,12 @@ def preprocess(source: str | os.PathLike[str] | bytes) -> np.ndarray:
         As for :func:`read_image` and :func:`to_mnist`.
     """
     return to_mnist(read_image(source), source=_source_name(source))
+
+
+def preprocess_with_notes(source: str | os.PathLike[str] | bytes) -> tuple[np.ndarray,
+                                                                         tuple[str, ...]]:
+    """:func:`preprocess`, and its notes as :func:`to_mnist_with_notes` gives them."""
+    return to_mnist_with_notes(read_image(source), source=_source_name(source))
 
 
 def from_values(values: object, source: str = "input") -> np.ndarray:
