@@ -487,7 +487,7 @@ def predict(
         # Text, not markup: file and class names are shown as they are
         console.print(Text.assemble(f"{result['file']}: ", (class_names[result["label"]], "bold"),
                                     f"{truth_text}  ", (shown, "dim")), highlight=False)
-        for note in result.get("notes", []):
+        for note in notes.get(str(result["file"]), []):
             console.print(Text(f"  note: {note}", style="yellow"), highlight=False)
 
 
@@ -546,7 +546,9 @@ def robustness(
     """Accuracy on MNIST test digits rendered like handwriting on paper, through predict's path.
 
     Each transform (stroke thickness, slant, scale, rotation, position, blur, contrast, noise,
-    and all at once) turns test digits into dark-on-light images of their own size.
+    and all at once; then photos of paper: shadow, lined, squared, pencil, a table's edge, a
+    second mark, low-quality JPEG, a phone photo) turns test digits into dark-on-light images
+    of their own size.
     """
     from digitnet import datasets
     from digitnet import robustness as rob

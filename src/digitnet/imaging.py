@@ -12,16 +12,17 @@ so a photo, scan or drawing has to be made that way too:
 still image of a sensible size. :func:`to_mnist` applies the recipe to any grey array, one small
 step at a time:
 
-1. polarity: MNIST is light ink on a dark background, so dark ink on light paper is inverted;
-2. contrast: the background goes to 0 and the ink to 255, faint background noise to 0;
-3. crop to the bounding box of the ink;
-4. scale so the longer side is 20 pixels, keeping the aspect ratio;
-5. place in a 28x28 frame with the centre of mass of the intensities at (14, 14).
+1. the ink, found by :func:`digitnet.photo.prepare`: light ink on black whatever the polarity,
+   the paper's shadows and gradients divided out, ruled and squared lines and a table's edge
+   removed, the digit nearest the centre kept (with a note when several seem present);
+2. crop to the bounding box of the ink, strokes much thinner than MNIST's widened;
+3. scale so the longer side is 20 pixels, keeping the aspect ratio;
+4. place in a 28x28 frame with the centre of mass of the intensities at (14, 14).
 
-:func:`from_values` does the same for the 784 grey values that the drawing page sends.
+:func:`from_values` does the same for the 784 grey values that the drawing page sends;
+:func:`to_mnist_with_notes` and :func:`preprocess_with_notes` also return the notes.
 
-The image should show one digit on a plain background, cropped to the paper or canvas: the
-border of the image is taken to be background.
+The border of the image is taken to be paper (or canvas) for most of its length.
 """
 
 from __future__ import annotations

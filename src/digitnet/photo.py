@@ -51,6 +51,7 @@ EDGE_SPAN = 0.6  # a region along the border this long (fraction of the side) is
 THIN_STROKE = 0.085  # strokes thinner than this fraction of the digit's side are widened
 MNIST_STROKE = 0.115  # to this width, MNIST's median
 STROKE_SIDE = 112  # strokes are measured and widened on the digit at this size (longer side)
+PART_GAP = 0.15  # a part this near the digit (fraction of its size) belongs to it
 SECOND_DIGIT = 0.35  # a group with this fraction of the digit's ink and height is another digit
 
 
@@ -88,8 +89,7 @@ def prepare(grey: np.ndarray) -> Prepared:
     BlankImage
         If no ink stands out from the paper.
     """
-    dark_on_light = _dark_ink_on_light(_reduced(grey))
-    paper = _paper(dark_on_light)
+    dark_on_light, paper = _oriented(_reduced(grey))
     darkness = np.clip(paper - dark_on_light, 0, None)  # grey levels below the paper
     strength = darkness * (255 / np.maximum(paper, 1))  # the same, relative to the paper
     low, mid, ink_level = _levels(strength, darkness)
@@ -170,6 +170,29 @@ def _dark_ink_on_light(grey: np.ndarray) -> np.ndarray:
     if background - darkest >= brightest - background:
         return grey
     return 255 - grey
+
+
+def _oriented(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The image as dark ink on light paper, and the paper's brightness under each pixel.
+
+    Under uneven light the darkest and brightest levels may be the paper's own (a dark corner,
+    a lamp's spot), so there both polarities are flattened, and the other one is taken where its
+    ink stands out from its paper half as much again as the first's does.
+    """
+    first = _dark_ink_on_light(grey)
+    paper = _paper(first)
+    if paper.min() == paper.max():  # evenly lit: the border decides
+        return first, paper
+    second = 255 - first
+    other = _paper(second)
+    if _standing_out(second, other) > 1.5 * _standing_out(first, paper):
+        return second, other
+    return first, paper
+
+
+def _standing_out(grey: np.ndarray, paper: np.ndarray) -> float:
+    darkness = np.clip(paper - grey, 0, None)
+    return _supported(darkness, False) - float(np.median(_border(darkness)))
 
 
 def _paper(grey: np.ndarray) -> np.ndarray:
@@ -344,6 +367,14 @@ def with_mnist_strokes(ink: np.ndarray) -> np.ndarray:
     return ndimage.grey_dilation(padded, footprint=disk).astype(np.float32)
 
 
+def _extent(box: tuple[slice, ...] | None) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of a box from ndimage.find_objects, bottom and right
+    exclusive."""
+    assert box is not None
+    rows, cols = box
+    return rows.start, rows.stop, cols.start, cols.stop
+
+
 def _the_digit(mask: np.ndarray, strong: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Keep the group of ink nearest the centre; note a second group the size of a digit."""
     height, width = mask.shape
@@ -362,23 +393,29 @@ def _the_digit(mask: np.ndarray, strong: np.ndarray) -> tuple[np.ndarray, list[s
     score = mass * np.exp(-(distance / 0.35) ** 2)
     main = int(np.argmax(score))
     boxes = ndimage.find_objects(labels)
-    rows, cols = boxes[main]  # type: ignore[misc]
-    tall, wide = rows.stop - rows.start, cols.stop - cols.start
+    top, bottom, left, right = _extent(boxes[main])
+    tall = bottom - top
+    digit_sized = [box is not None and k != main and mass[k] >= SECOND_DIGIT * mass[main]
+                   and box[0].stop - box[0].start >= 2 * SECOND_DIGIT * tall
+                   for k, box in enumerate(boxes)]
     keep = np.zeros(count + 1, dtype=bool)
     keep[main + 1] = True
-    others = 0
-    for k in range(count):
-        box = boxes[k]
-        if k == main or box is None:
-            continue
-        cy, cx = centres[k]
-        inside = (rows.start - 0.2 * tall <= cy <= rows.stop + 0.2 * tall
-                  and cols.start - 0.2 * wide <= cx <= cols.stop + 0.2 * wide)
-        if inside and mass[k] < mass[main]:
-            keep[k + 1] = True  # a detached part of the digit (a 5's bar, a broken stroke)
-        elif (mass[k] >= SECOND_DIGIT * mass[main]
-              and box[0].stop - box[0].start >= SECOND_DIGIT * 2 * tall):
-            others += 1
+    # Parts near the digit join it, one after another, until none is near: a 5's bar, a stroke the
+    # pencil broke, the tail of a 9 cut off by a ruled line.
+    grew = True
+    while grew:
+        grew = False
+        reach_now = PART_GAP * max(bottom - top, right - left)
+        for k, box in enumerate(boxes):
+            if box is None or keep[k + 1] or digit_sized[k]:
+                continue
+            t, b, lft, rgt = _extent(box)
+            gap = max(t - bottom, top - b, lft - right, left - rgt, 0)
+            if gap <= reach_now:
+                keep[k + 1] = grew = True
+                top, bottom, left, right = min(top, t), max(bottom, b), min(left, lft), \
+                    max(right, rgt)
+    others = sum(digit_sized)
     notes = []
     if others:
         notes.append(f"the image seems to hold {others + 1} digits; read the one nearest "

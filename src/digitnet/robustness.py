@@ -5,6 +5,11 @@ page, and photograph or scan the result: dark ink on light paper, blurred, low i
 noisy, any size. Each case here takes an MNIST test digit, renders it that way as an image of
 its own size, encodes it as PNG and sends it through the same path as ``digitnet predict``
 (:func:`digitnet.imaging.preprocess`). The set is deterministic for a given seed.
+
+Beside the deformations of the digit and of the page (:data:`TRANSFORMS`), :data:`PHOTO` holds
+what photos of paper add: a shadow, ruled and squared paper, pencil, a table's edge in the
+frame, a second small mark, a low-quality JPEG, and a phone camera's blur, noise and
+vignetting.
 """
 
 from __future__ import annotations
