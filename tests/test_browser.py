@@ -29,13 +29,13 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed")
 
-from digitnet import datasets, training  # noqa: E402
+from digitnet import datasets, runner, training  # noqa: E402
 from digitnet.web.app import create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def mnist_model(mnist_dir):
-    return training.train_on_dataset(training.make_config("default"), mnist_dir,
+    return runner.train_on_dataset(training.make_config("default"), mnist_dir,
                                      download=False)
 
 
@@ -73,6 +73,7 @@ def page(browser, base_url):
 
 def draw(page, *strokes: list[tuple[float, float]]) -> None:
     """Draw strokes on the pad with the mouse; points are in pad pixels (280 x 280)."""
+    page.locator("#pad").scroll_into_view_if_needed()  # the mouse reaches the viewport alone
     box = page.locator("#pad").bounding_box()
     for stroke in strokes:
         x, y = stroke[0]
@@ -193,3 +194,21 @@ def test_without_test_digits_the_page_hides_the_button(browser, mnist_model, ser
         assert not page.is_visible("#sample")
         assert page.is_visible("#clear")
         page.close()
+
+
+def test_the_forward_pass_panel_explains_the_drawing(page):
+    assert not page.is_visible("#explain-body")  # closed until asked
+    page.click("#explain-panel summary")
+    draw(page, [(140, 45), (138, 140), (136, 235)])
+    assert_reads(page, "1")
+    page.wait_for_selector("#explain-body table tr.sum")
+    text = page.inner_text("#explain-body")
+    assert "Z1 = x·W1 + b1" in text and "Softmax" in text
+    assert page.locator("#explain-body table").count() == 3
+    # the panel's probability of the predicted class is the one the bars show
+    shown = float(page.locator("#bars .bar.top .value").inner_text().rstrip("%"))
+    explained = float(page.locator("#explain-body td.top").last.inner_text().rstrip("%"))
+    assert explained == pytest.approx(shown, abs=0.051)  # 1 and 2 decimals of the same value
+    page.click("#clear")
+    assert "draw a digit" in page.inner_text("#explain-body")
+    assert not page.errors

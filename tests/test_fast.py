@@ -43,8 +43,9 @@ def test_gradients_equal_the_reference(backend, hidden, l2, smoothing):
     images, labels = digits()
     params = network.init_params((784, hidden, 10), np.random.default_rng(1))
     reference = params.copy()
-    engine = fast.make_engine(backend, params, optim.make_optimizer("adam"), images, labels,
-                              PRE, 64, l2, smoothing)
+    engine = fast.make_engine(backend, fast.FlatParams(params), optim.make_optimizer("adam"),
+                              images, labels, PRE, 64, l2, smoothing)
+    params = engine.params
     rows = np.arange(5, 69)
     loss, grads = engine.gradients(rows)
     ref_loss, ref = reference_gradients(reference, images[rows], labels[rows], l2, smoothing)
@@ -60,8 +61,8 @@ def test_numpy_engine_covers_depth_float64_and_float_pixels():
     params = network.init_params((784, 16, 12, 10), np.random.default_rng(2), dtype=np.float64)
     reference = params.copy()
     pixels = images.astype(np.float64)
-    engine = fast.make_engine("numpy", params, optim.make_optimizer("gd"), pixels, labels, PRE,
-                              32, 1e-3)
+    engine = fast.make_engine("numpy", fast.FlatParams(params), optim.make_optimizer("gd"),
+                              pixels, labels, PRE, 32, 1e-3)
     rows = np.arange(32)
     loss, grads = engine.gradients(rows)
     ref_loss, ref = reference_gradients(reference, images[rows], labels[rows], 1e-3, 0.0)
@@ -77,7 +78,9 @@ def test_steps_follow_the_reference_loop(backend, name):
     params = network.init_params((784, 10, 10), np.random.default_rng(3))
     reference = params.copy()
     optimizer, ref_optimizer = optim.make_optimizer(name), optim.make_optimizer(name)
-    engine = fast.make_engine(backend, params, optimizer, images, labels, PRE, 50, 1e-4)
+    engine = fast.make_engine(backend, fast.FlatParams(params), optimizer, images, labels, PRE,
+                              50, 1e-4)
+    params = engine.params
     order = np.random.default_rng(4).permutation(200)
     lrs = np.array([0.05, 0.04, 0.03, 0.02]) * (0.1 if name == "adam" else 1)
     steps = engine.run(order, lrs)
@@ -90,14 +93,21 @@ def test_steps_follow_the_reference_loop(backend, name):
         P = network.forward(reference, PRE.apply(images[rows])).probabilities
         correct += int(np.sum(np.argmax(P, axis=1) == labels[rows]))
         losses.append(loss)
-        ref_optimizer.step(reference, grads, float(lr))
+        ref_optimizer.step([*reference.W, *reference.b], [*grads.dW, *grads.db], float(lr))
     assert steps.loss_sum / steps.seen == pytest.approx(np.mean(losses), rel=1e-5)
     assert steps.correct == correct
     for ours, theirs in zip((*params.W, *params.b), (*reference.W, *reference.b), strict=True):
         np.testing.assert_allclose(ours, theirs, **TOL)
-    # The optimizer object sees the engine's state (its arrays are views into it).
-    for key, value in ref_optimizer.state().items():
-        np.testing.assert_allclose(optimizer.state()[key], value, **TOL)
+    # The engine's optimizer holds the state over the flat parameters: the same numbers.
+    flat_state = optimizer.state()
+    for key in ("velocity", "m", "v"):
+        ref = [v for k, v in sorted(ref_optimizer.state().items(), key=lambda kv: kv[0])
+               if k.startswith(key + ".")]
+        if ref:  # the reference's arrays W1, W2, b1, b2 end to end are the flat layout
+            np.testing.assert_allclose(flat_state[f"{key}.0"],
+                                       np.concatenate([r.ravel() for r in ref]), **TOL)
+    if name == "adam":
+        assert int(flat_state["t"]) == int(ref_optimizer.state()["t"]) == len(lrs)
 
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning",
@@ -106,8 +116,8 @@ def test_steps_follow_the_reference_loop(backend, name):
 def test_a_huge_rate_is_reported_as_divergence_at_its_step(backend):
     images, labels = digits(n=100)
     params = network.init_params((784, 10, 10), np.random.default_rng(5))
-    engine = fast.make_engine(backend, params, optim.make_optimizer("gd"), images, labels, PRE,
-                              25)
+    engine = fast.make_engine(backend, fast.FlatParams(params), optim.make_optimizer("gd"),
+                              images, labels, PRE, 25)
     steps = engine.run(np.arange(100), np.full(4, 1e30))
     assert steps.diverged and steps.steps < 4
     assert steps.steps == 1 or not np.isfinite(steps.last_loss)
@@ -183,3 +193,20 @@ def test_backend_comes_from_the_environment(monkeypatch):
     with pytest.raises(ConfigError, match="unknown backend"):
         training.Trainer(training.make_config("default", epochs=1, val_size=10), images,
                          labels)
+
+
+def test_kernels_that_do_not_compile_fall_back_to_numpy_with_a_warning(monkeypatch):
+    fast.backend.numba_fails.cache_clear()
+    monkeypatch.setattr(fast.backend, "numba_available", lambda: True)
+
+    def broken():
+        raise RuntimeError("LLVM ERROR: unknown intrinsic\nllvm.experimental.vector.compress")
+
+    monkeypatch.setattr("digitnet.fast.numba_engine.compiled", broken)
+    try:
+        with pytest.warns(RuntimeWarning, match="do not compile here .*training with NumPy"):
+            assert fast.resolve_backend("auto", examples=10**9) == "numpy"
+        with pytest.raises(ConfigError, match="the kernels do not compile here"):
+            fast.resolve_backend("numba")
+    finally:
+        fast.backend.numba_fails.cache_clear()

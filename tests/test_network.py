@@ -102,7 +102,7 @@ def test_one_gradient_descent_step_worked_by_hand():
     np.testing.assert_allclose(grads.dW[0], dW1, atol=1e-15)
     np.testing.assert_allclose(grads.db[0], db1, atol=1e-15)
 
-    GradientDescent().step(params, grads, alpha)
+    GradientDescent().step([*params.W, *params.b], [*grads.dW, *grads.db], alpha)
     np.testing.assert_allclose(params.W[0], W1_new, atol=1e-15)
     np.testing.assert_allclose(params.b[0], b1_new, atol=1e-15)
     np.testing.assert_allclose(params.W[1], W2_new, atol=1e-15)
@@ -119,7 +119,7 @@ def test_hand_worked_step_in_float32_stays_float32_and_agrees():
     for params, X, dtype in ((p64, X64, np.float64), (p32, X32, np.float32)):
         fwd = network.forward(params, X)
         grads = network.backward(params, fwd, network.one_hot(y, 2, dtype))
-        GradientDescent().step(params, grads, 0.5)
+        GradientDescent().step([*params.W, *params.b], [*grads.dW, *grads.db], 0.5)
     assert all(a.dtype == np.float32 for a in (*p32.W, *p32.b))
     for a32, a64 in zip((*p32.W, *p32.b), (*p64.W, *p64.b), strict=True):
         np.testing.assert_allclose(a32, a64, atol=1e-6)

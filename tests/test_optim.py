@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from digitnet.network import Gradients, Params
 from digitnet.optim import Adam, GradientDescent, Momentum, Schedule, make_optimizer
 
 W0 = np.array([[0.5, -1.0], [2.0, 0.25]])
@@ -19,13 +18,28 @@ GRADS = [  # three steps' gradients for W and b
 ]
 
 
-def fresh() -> Params:
-    return Params([W0.copy()], [B0.copy()])
+class Net(list):
+    """The parameters as optimizers take them, a list of arrays, with the seed's names."""
+
+    @property
+    def W(self) -> list[np.ndarray]:
+        return [self[0]]
+
+    @property
+    def b(self) -> list[np.ndarray]:
+        return [self[1]]
+
+    def copy(self) -> Net:
+        return Net(a.copy() for a in self)
 
 
-def grads(k: int) -> Gradients:
+def fresh() -> Net:
+    return Net([W0.copy(), B0.copy()])
+
+
+def grads(k: int) -> list[np.ndarray]:
     dW, db = GRADS[k]
-    return Gradients([dW.copy()], [db.copy()])
+    return [dW.copy(), db.copy()]
 
 
 def test_gradient_descent_is_w_minus_alpha_dw():
@@ -120,10 +134,10 @@ def test_state_names():
 
 def test_float32_parameters_stay_float32():
     for name in ("gd", "momentum", "adam"):
-        params = Params([W0.astype(np.float32)], [B0.astype(np.float32)])
-        g = Gradients([GRADS[0][0].astype(np.float32)], [GRADS[0][1].astype(np.float32)])
+        params = [W0.astype(np.float32), B0.astype(np.float32)]
+        g = [GRADS[0][0].astype(np.float32), GRADS[0][1].astype(np.float32)]
         make_optimizer(name).step(params, g, 0.1)
-        assert params.W[0].dtype == np.float32 and params.b[0].dtype == np.float32
+        assert params[0].dtype == np.float32 and params[1].dtype == np.float32
 
 
 def test_make_optimizer():

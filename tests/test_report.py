@@ -18,7 +18,7 @@ pytest.importorskip("matplotlib")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from digitnet import modelfile, network, report, training  # noqa: E402
+from digitnet import modelfile, network, report, runner, training  # noqa: E402
 from digitnet.cli import app as cli_app  # noqa: E402
 from digitnet.model import Model  # noqa: E402
 
@@ -302,7 +302,7 @@ def test_report_command_errors_are_one_line(case, model_file, npz_file, tmp_path
 @pytest.mark.mnist
 def test_report_on_the_real_mnist(mnist_dir, tmp_path):
     config = training.make_config("default", epochs=1)
-    trained = training.train_on_dataset(config, mnist_dir, download=False)
+    trained = runner.train_on_dataset(config, mnist_dir, download=False)
     path = modelfile.save(trained, tmp_path / "model.safetensors")
     result = CliRunner().invoke(cli_app, ["report", str(path), "--data-dir", str(mnist_dir),
                                           "--out", str(tmp_path / "report"), "--json"])

@@ -302,10 +302,13 @@ def test_history_has_one_entry_per_epoch(data, overrides, epochs):
     assert model.meta["metrics"]["epochs"] == epochs
 
 
-def test_full_batch_history_has_one_entry_per_step(data):
+def test_full_batch_history_has_an_entry_every_ten_steps_and_at_the_end(data):
     images, labels = data
-    model = training.train(make_config("seed", iterations=7, val_size=100), images, labels)
-    assert all(len(values) == 7 for values in model.meta["history"].values())
+    model = training.train(make_config("seed", iterations=23, val_size=100), images, labels)
+    history = model.meta["history"]
+    assert history["step"] == [10, 20, 23]
+    assert history["epoch"] == [10, 20, 23]  # full-batch: an epoch is a step
+    assert all(len(values) == 3 for values in history.values())
 
 
 def test_callback_sees_every_epoch(data):

@@ -13,23 +13,23 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from digitnet import __version__
 from digitnet._atomic import atomic_write_bytes
-from digitnet.errors import ModelFileError
-from digitnet.model import Preprocessing
+from digitnet.errors import ConfigError, ModelFileError
+from digitnet.guard import read_file
 from digitnet.network import Params
+from digitnet.preprocessing import Preprocessing
+from digitnet.training import HISTORY, TrainConfig, Trainer
 
-if TYPE_CHECKING:
-    from digitnet.training import TrainConfig, Trainer
-
-__all__ = ["FORMAT", "save", "read", "restore"]
+__all__ = ["FORMAT", "save", "read", "to_bytes", "config_of", "restore"]
 
 FORMAT = "digitnet-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the optimizer's state over the flat parameters
+MAX_BYTES = 1 << 30  # a checkpoint holds at most three copies of a model's arrays, and metadata
 
 
 def _arrays(prefix: str, params: Params) -> dict[str, np.ndarray]:
@@ -41,33 +41,33 @@ def _params(prefix: str, arrays: dict[str, np.ndarray], layers: int) -> Params:
                   [arrays[f"{prefix}.b{k}"] for k in range(1, layers + 1)])
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def to_bytes(trainer: Trainer) -> bytes:
-    """The trainer's state as safetensors bytes."""
+    """The trainer's :meth:`~digitnet.training.Trainer.state_dict` as safetensors bytes."""
     from safetensors.numpy import save as st_save
 
-    tensors = _arrays("params", trainer.params)
+    state = trainer.state_dict()
+    tensors = _arrays("params", state["params"])
     tensors.update({f"optimizer.{k}": np.ascontiguousarray(np.asarray(v))
-                    for k, v in trainer.optimizer.state().items()})
-    best = None
-    if trainer.best is not None:
-        accuracy, epoch, params = trainer.best
-        tensors.update(_arrays("best", params))
-        best = {"accuracy": accuracy, "epoch": epoch}
-    watch = trainer._loss_watch
+                    for k, v in state["optimizer"].items()})
+    best = state["best"]
+    if best is not None:
+        tensors.update(_arrays("best", best["params"]))
+        best = {"accuracy": best["accuracy"], "epoch": best["epoch"]}
+    watch = state["loss_watch"]
     meta = {
-        "config": trainer.config.to_dict(),
-        "epoch": trainer.epoch,
-        "step": trainer.step,
-        "seconds": trainer.seconds,
+        "config": state["config"].to_dict(),
+        "epoch": state["epoch"],
+        "step": state["step"],
+        "seconds": state["seconds"],
         "history": {k: [_finite_or_none(v) for v in values]
-                    for k, values in trainer.history.items()},
+                    for k, values in state["history"].items()},
         "best": best,
-        "preprocessing": trainer.preprocessing.to_dict(),
-        "loss_watch": {"smoothed": watch.smoothed, "limit": _finite_or_none(watch.limit)},
+        "preprocessing": state["preprocessing"].to_dict(),
+        "loss_watch": {"smoothed": watch["smoothed"], "limit": _finite_or_none(watch["limit"])},
         "n_classes": trainer.n_classes,
         "digitnet_version": __version__,
     }
@@ -95,63 +95,120 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     ModelFileError
         If the file is missing, damaged or not a digitnet checkpoint.
     """
-    from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
-    from digitnet.modelfile import read_bytes
-
     path = Path(path)
-    data = read_bytes(path, "checkpoint")
+    data = read_file(path, what="checkpoint", limit=MAX_BYTES, error=ModelFileError).data
     try:
         n = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + n]) if 8 + n <= len(data) else None
         arrays = st_load(data)
-    except (SafetensorError, ValueError, TypeError, OverflowError):
+    except Exception:  # noqa: BLE001 - whatever the loader raises, this is no checkpoint
         header = None
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a digitnet checkpoint (write one with "
                              "train --checkpoint-every N, or by stopping training with Ctrl-C)")
-    if int(meta.get("format_version", "0")) > FORMAT_VERSION:
+    version = meta.get("format_version", "0")
+    if not (isinstance(version, str) and version.isdigit()):
+        raise ModelFileError(f"{path}: damaged checkpoint metadata (format_version "
+                             f"{version!r:.40})")
+    if int(version) > FORMAT_VERSION:
         raise ModelFileError(f"{path}: written by a newer digitnet; upgrade digitnet")
+    if int(meta.get("format_version", "0")) < FORMAT_VERSION:
+        raise ModelFileError(f"{path}: a checkpoint in an older digitnet's format; it cannot be "
+                             "resumed, start the run again")
     try:
         info = json.loads(meta["digitnet"])
-    except (KeyError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):
         raise ModelFileError(f"{path}: damaged checkpoint metadata") from None
+    _check_info(info, path)
     return info, arrays
 
 
-def config_of(info: dict[str, Any]) -> TrainConfig:
-    """The training config stored in a checkpoint's metadata."""
-    from digitnet.training import TrainConfig, _check
+# What restore and config_of read from a checkpoint's metadata, and the JSON type of each.
+_FIELDS = {"config": dict, "epoch": int, "step": int, "history": dict,
+           "preprocessing": dict, "loss_watch": dict}
 
-    return _check(TrainConfig(**info["config"]))
+
+def _check_info(info: Any, path: Path) -> None:
+    """Refuse damaged metadata by name, before restoring meets a missing or odd field."""
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: damaged checkpoint metadata (not an object)")
+    for key, kind in _FIELDS.items():
+        if not isinstance(info.get(key), kind) or isinstance(info.get(key), bool):
+            raise ModelFileError(f"{path}: damaged checkpoint metadata ({key} is missing or "
+                                 f"not {'an integer' if kind is int else 'an object'})")
+    if not {"smoothed", "limit"} <= info["loss_watch"].keys() or \
+            not {"scale", "mean", "std"} <= info["preprocessing"].keys():
+        raise ModelFileError(f"{path}: damaged checkpoint metadata (loss watch or "
+                             "preprocessing incomplete)")
+    if not all(isinstance(v, list) for v in info["history"].values()):
+        raise ModelFileError(f"{path}: damaged checkpoint metadata (history)")
+    from dataclasses import fields
+
+    from digitnet.training import TrainConfig
+
+    unknown = set(info["config"]) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ModelFileError(f"{path}: damaged checkpoint metadata (unknown config fields "
+                             f"{', '.join(sorted(unknown))[:60]})")
+
+
+def config_of(info: dict[str, Any]) -> TrainConfig:
+    """The training config stored in a checkpoint's metadata.
+
+    Raises
+    ------
+    ModelFileError
+        If the stored config is missing or not a valid config.
+    """
+    stored = info.get("config") if isinstance(info, dict) else None
+    if not isinstance(stored, dict):
+        raise ModelFileError("damaged checkpoint metadata: it holds no training config")
+    try:
+        return TrainConfig(**stored).validate()
+    except (TypeError, ConfigError) as exc:
+        raise ModelFileError(f"damaged checkpoint metadata: its training config is not valid "
+                             f"({exc})") from None
+
+
+def _state(info: dict[str, Any], arrays: dict[str, np.ndarray],
+           layers: int) -> dict[str, Any]:
+    """The trainer state a checkpoint's metadata and arrays describe."""
+    best = info.get("best")
+    history = info["history"]
+    return {
+        "params": _params("params", arrays, layers),
+        "optimizer": {k.split(".", 1)[1]: v for k, v in arrays.items()
+                      if k.startswith("optimizer.")},
+        "epoch": int(info["epoch"]),
+        "step": int(info["step"]),
+        "seconds": float(info.get("seconds", 0.0)),
+        "history": {k: [math.nan if v is None else float(v) for v in history[k]]
+                    for k in HISTORY},
+        "best": None if best is None else {"accuracy": float(best["accuracy"]),
+                                           "epoch": int(best["epoch"]),
+                                           "params": _params("best", arrays, layers)},
+        "loss_watch": dict(info["loss_watch"]),
+        "preprocessing": Preprocessing(**info["preprocessing"]),
+    }
 
 
 def restore(trainer: Trainer, info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    """Put a freshly built trainer (same config and data) into the checkpoint's state."""
-    layers = len(trainer.params.W)
+    """Put a freshly built trainer (same config and data) into the checkpoint's state.
+
+    Raises
+    ------
+    ModelFileError
+        If the checkpoint is damaged or does not fit the trainer's network.
+    """
     try:
-        params = _params("params", arrays, layers)
-        for old, new in zip((*trainer.params.W, *trainer.params.b), (*params.W, *params.b),
-                            strict=True):
-            if old.shape != new.shape or old.dtype != new.dtype:
-                raise ValueError(f"{new.shape} {new.dtype} vs {old.shape} {old.dtype}")
-    except (KeyError, ValueError) as exc:
+        state = _state(info, arrays, trainer.config.layers + 1)  # hidden layers and output
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(f"damaged checkpoint metadata ({type(exc).__name__}: {exc})") \
+            from None
+    try:
+        trainer.load_state_dict(state)
+    except ValueError as exc:
         raise ModelFileError(f"checkpoint does not fit this network ({exc})") from None
-    trainer.params = params
-    trainer.optimizer.load_state({k.split(".", 1)[1]: v for k, v in arrays.items()
-                                  if k.startswith("optimizer.")})
-    trainer.epoch = int(info["epoch"])
-    trainer.step = int(info["step"])
-    trainer.seconds = float(info.get("seconds", 0.0))
-    trainer.history = {k: [math.nan if v is None else v for v in values]
-                       for k, values in info["history"].items()}
-    best = info.get("best")
-    if best is not None:
-        trainer.best = (best["accuracy"], best["epoch"], _params("best", arrays, layers))
-    trainer.preprocessing = Preprocessing(**info["preprocessing"])
-    watch = info["loss_watch"]
-    trainer._loss_watch.smoothed = watch["smoothed"]
-    trainer._loss_watch.limit = math.inf if watch["limit"] is None else watch["limit"]
-    trainer._engine = None  # rebuilt from the restored params and optimizer state

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -25,8 +27,13 @@ try:  # typer 0.2x parses with its own copy of click
 except ImportError:
     from click.exceptions import UsageError  # type: ignore[assignment]
 
-from digitnet import __version__
+from digitnet import __version__, streams
 from digitnet.errors import DigitnetError
+from digitnet.streams import shown
+from digitnet.sweep_cli import sweep as sweep_command
+
+if TYPE_CHECKING:
+    from digitnet.bench import BenchResult
 
 
 class _Group(TyperGroup):
@@ -39,12 +46,19 @@ class _Group(TyperGroup):
             fail(str(exc))
         except UsageError as exc:  # a command's options: one line too, and exit 2 as click does
             fail(_usage_line(exc), code=2)
+        except KeyboardInterrupt:
+            _print_error("interrupted (Ctrl-C)")
+            raise typer.Exit(130) from None
+        except streams.Terminated:
+            _print_error("terminated (SIGTERM)")
+            raise typer.Exit(143) from None
 
 
 app = typer.Typer(
     cls=_Group,
     name="digitnet",
-    help="The classic 784-10-10 MNIST network, from scratch in NumPy.",
+    help="The classic 784-10-10 MNIST network, from scratch in NumPy. Every term the commands "
+    "use is explained in docs/GLOSSARY.md.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -67,9 +81,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _print_error(message: object) -> None:
-    # Text, not markup: a file name like "x[/]y.png" is shown as it is, not parsed as a tag.
-    err_console.print(Text.assemble(("error:", "bold red"), " ", str(message)),
+    # Text, not markup: a file name like "x[/]y.png" is shown as it is, not parsed as a tag;
+    # control characters (from a file name or a file's content) are shown escaped, so the
+    # message stays one line and cannot drive the terminal.
+    err_console.print(Text.assemble(("error:", "bold red"), " ", shown(str(message))),
                       highlight=False, soft_wrap=True)
+
+
+def _safe(text: object) -> str:
+    """Text from a file or a path, ready for Rich: control characters escaped, markup too."""
+    return escape(shown(text))
 
 
 def _usage_line(exc: Exception) -> str:
@@ -219,10 +240,12 @@ def train(
                                                    "(replaces --epochs).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per step; 0 = all "
                                                    "(full-batch).")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="gd, momentum or adam.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="gd, momentum or adam "
+                                                  "(docs/GLOSSARY.md#adam).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate α.")] = None,
-    schedule: Annotated[str | None, typer.Option(help="constant, cosine or onecycle.")] = None,
-    l2: Annotated[float | None, typer.Option(help="L2 penalty λ.")] = None,
+    schedule: Annotated[str | None, typer.Option(help="constant, cosine or onecycle "
+                                                 "(docs/GLOSSARY.md#schedule).")] = None,
+    l2: Annotated[float | None, typer.Option(help="L2 penalty λ (docs/GLOSSARY.md#l2).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     val_size: Annotated[int | None, typer.Option(help="Training images held out for "
                                                  "validation.")] = None,
@@ -246,14 +269,18 @@ def train(
 
     Ctrl-C or SIGTERM stops after the current epoch, writes a checkpoint and exits with 130 or
     143; `digitnet train --resume CHECKPOINT` goes on from there.
+
+    Terms (epoch, step, batch, Adam, one-cycle, L2, validation): docs/GLOSSARY.md#training.
     """
-    from digitnet import checkpoint, modelfile, training
+    from digitnet import checkpoint, guard, modelfile, runner, snapshots, training
 
     overrides = dict(hidden=hidden, layers=layers, epochs=epochs, iterations=iterations,
                      batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule,
                      l2=l2, seed=seed, val_size=val_size, augment=augment, dataset=dataset)
     if checkpoint_every < 0 or checkpoint_every > 1_000_000:
         fail(f"--checkpoint-every {checkpoint_every} is out of range; it must be >= 0")
+    if out is not None:  # before the checkpoint is even read
+        guard.check_output(out, [resume], what="--out", example="model.safetensors")
     if resume is not None:
         given = sorted(f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None)
         if given:
@@ -263,39 +290,45 @@ def train(
     else:
         config = training.make_config(preset, **overrides)
     out = out or Path("models") / f"{config.preset}.safetensors"
+    guard.check_output(out, [resume], what="--out", example="model.safetensors")
     checkpoint_path = checkpoint_path or resume or out.with_name(out.name + ".ckpt")
-    if out.is_dir():
-        fail(f"{out}: is a directory; give a file name like model.safetensors")
-    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocked is not None:  # found now, not after training
-        fail(f"{out}: cannot be written, {blocked} is a file, not a folder")
+    _check_train_outputs(out, checkpoint_path, resume, config.dataset, data_dir)
     progress, show = _train_progress(
         config.iterations or config.epochs, quiet or as_json, config.iterations is not None)
-    running: list[training.Trainer] = []
-
-    def callback(record: Any) -> None:
-        show(record)
-        if checkpoint_every and record.epoch % checkpoint_every == 0:
-            checkpoint.save(running[0], checkpoint_path)
-
+    recorder = snapshots.Recorder()  # W1 at a few points of the run, for the report
     with progress, _StopSignals() as stop:
-        try:
-            model = training.train_on_dataset(
-                config, data_dir, callback, progressbar=RichDownloadBar(), resume=resume,
-                on_start=running.append, should_stop=stop.requested)
-        except training.TrainingInterrupted as exc:
-            checkpoint.save(exc.trainer, checkpoint_path)
+        data = runner.load_data(config.dataset, data_dir, progressbar=RichDownloadBar())
+        trainer = runner.make_trainer(config, data, resume)
+        stop.connect(trainer.stop)
+        saved_at = trainer.epoch
+        recorder.observe(trainer.step, trainer.total_steps, trainer.params, trainer.epoch)
+        for record in trainer.events(snapshots=True):
+            show(record)
+            recorder.observe(record.step, record.total_steps, record.params, record.epoch)
+            if checkpoint_every and record.epoch // checkpoint_every > saved_at // checkpoint_every:
+                checkpoint.save(trainer, checkpoint_path)
+                saved_at = record.epoch
+        if trainer.stopped:
+            checkpoint.save(trainer, checkpoint_path)
             progress.stop()
-            err_console.print(Text(f"{stop.name}: {exc}; checkpoint saved to "
-                                   f"{checkpoint_path}; continue with: digitnet train "
-                                   f"--resume {checkpoint_path} --out {out}"), soft_wrap=True)
-            raise typer.Exit(stop.exit_code) from None
-    modelfile.save(model, out)
+            err_console.print(Text(shown(
+                f"{stop.name}: training stopped after epoch {trainer.epoch} of {trainer.epochs} "
+                f"(step {trainer.step} of {trainer.total_steps}); checkpoint saved to "
+                f"{checkpoint_path}; continue with: digitnet train --resume {checkpoint_path} "
+                f"--out {out}")), soft_wrap=True)
+            raise typer.Exit(stop.exit_code)
+    model = runner.finish(trainer.result(), data)
+    model.meta["snapshots"] = recorder.to_meta()
+    modelfile.save(model, out, [resume])
     metrics = model.meta["metrics"]
     if as_json:
         print_json({**metrics, "model": str(out), "preset": config.preset,
                     "config": config.to_dict()})
         return
+    if not quiet:  # the progress bar is gone: the per-epoch figures stay on screen
+        from digitnet.terminal import history_table
+
+        console.print(history_table(model.meta["history"], config.batch_size == 0))
     table = Table(title=f"{config.preset} preset: {'-'.join(map(str, model.sizes))} network")
     for column in ("train", "dev (validation)", "test", "seconds", "epochs", "steps"):
         table.add_column(column, justify="right")
@@ -303,7 +336,31 @@ def train(
                   f"{metrics['test_accuracy']:.2%}", f"{metrics['train_seconds']:.2f}",
                   str(metrics["epochs"]), str(metrics["iterations"]))
     console.print(table)
-    console.print(Text.assemble("model saved to ", (str(out), "bold")))
+    console.print(Text.assemble("model saved to ", (shown(out), "bold")))
+
+
+def _check_train_outputs(out: Path, checkpoint_path: Path, resume: Path | None, dataset: str,
+                         data_dir: Path | None) -> None:
+    """Refuse, before any training, outputs that cannot be written or are the run's inputs.
+
+    The checkpoint may be the one resumed from (it is read whole at the start, and each new
+    checkpoint continues it); the model file may be neither, nor any of the data files.
+    """
+    from digitnet import datasets, guard
+
+    guard.check_output(checkpoint_path, [], what="--checkpoint", example="run.ckpt")
+    if guard.same_file(out, checkpoint_path):
+        fail(f"--checkpoint {checkpoint_path}: is the same file as --out; give the checkpoint "
+             f"its own name, e.g. {out.name}.ckpt")
+    data_files: list[Path] = []
+    for split in datasets.SPLITS:
+        try:
+            found = datasets.locate(dataset, split, data_dir, download=False)
+        except DigitnetError:  # not there yet (or a bad folder): training says so itself
+            continue
+        data_files += [found.images, found.labels]
+    guard.check_output(out, data_files, what="--out", example="model.safetensors")
+    guard.check_output(checkpoint_path, data_files, what="--checkpoint", example="run.ckpt")
 
 
 class _StopSignals:
@@ -314,6 +371,13 @@ class _StopSignals:
     def __init__(self) -> None:
         self.signal: int | None = None
         self._previous: dict[int, Any] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def connect(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the first signal (at once, if one came already)."""
+        self._listeners.append(listener)
+        if self.signal is not None:
+            listener()
 
     def __enter__(self) -> _StopSignals:
         for sig in self.CODES:
@@ -326,8 +390,11 @@ class _StopSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signal is not None:  # asked twice: stop now, without a checkpoint
+            _print_error("stopped at once by a second signal; no checkpoint written")
             raise SystemExit(self.CODES[signum])
         self.signal = signum
+        for listener in self._listeners:
+            listener()
 
     def requested(self) -> bool:
         return self.signal is not None
@@ -358,7 +425,16 @@ def _check_takes_digits(model: Any, path: Path) -> None:
              "digit, so it cannot read digits")
 
 
-def _labelled_data(dataset: str, split: str, data_dir: Path | None):
+def _labelled_data(dataset: str, split: str, data_dir: Path | None, use: str = "evaluated"):
+    images, labels = _digits(dataset, split, data_dir)
+    if labels is None:
+        fail(f"{dataset}: has no labels, so it cannot be {use}; give a file with a label "
+             "column (or predict its digits with digitnet predict --dataset FILE --index N)")
+    return images, labels
+
+
+def _digits(dataset: str, split: str, data_dir: Path | None):
+    """The images and labels (None for a file without them) of a dataset name or a file."""
     from digitnet import datasets
 
     if dataset in datasets.DATASETS:
@@ -367,11 +443,21 @@ def _labelled_data(dataset: str, split: str, data_dir: Path | None):
     if not path.exists() and not path.is_symlink():  # a link loop: the reader says so
         fail(f"{dataset}: neither a dataset name ({', '.join(datasets.DATASETS)}) nor a file")
     images, labels = datasets.load_file(path, split)
-    if labels is None:
-        fail(f"{path}: has no labels, so it cannot be evaluated; use predict")
     if len(images) == 0:
         fail(f"{path}: holds no images")
     return images, labels
+
+
+def _probabilities(model: Any, images: Any, path: Path) -> Any:
+    """The model's class probabilities, refused when they are not finite numbers."""
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        probabilities = model.predict_proba(images)
+    if not np.isfinite(probabilities).all():
+        fail(f"{path}: the model's outputs are not finite numbers (NaN or inf) for these "
+             "images; its weights overflow on them, so retrain it")
+    return probabilities
 
 
 @app.command()
@@ -383,7 +469,10 @@ def evaluate(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix of a model."""
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix of a model.
+
+    Terms: docs/GLOSSARY.md#measuring.
+    """
     from digitnet import metrics
 
     _check_split(split)
@@ -392,13 +481,14 @@ def evaluate(
     images, labels = _labelled_data(dataset, split, data_dir)
     if labels.max() >= model.sizes[-1]:
         fail(f"{dataset}: holds label {labels.max()}, but the model knows only "
-             f"{model.sizes[-1]} classes")
-    result = metrics.evaluate(labels, model.predict(images), model.sizes[-1])
+             f"{model.sizes[-1]} classes; give a model trained on this dataset")
+    predicted = _probabilities(model, images, model_path).argmax(axis=1)
+    result = metrics.evaluate(labels, predicted, model.sizes[-1])
     if as_json:
         print_json({"model": str(model_path), "dataset": dataset, "split": split, **result})
         return
-    names = [escape(name) for name in model.class_names]  # names are data, not markup
-    table = Table(title=f"{escape(str(model_path))} on {escape(dataset)} {split}: accuracy "
+    names = [_safe(name) for name in model.class_names]  # names are data, not markup
+    table = Table(title=f"{_safe(str(model_path))} on {_safe(dataset)} {split}: accuracy "
                   f"{result['accuracy']:.2%} of {result['n']:,}")
     for column in ("class", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
@@ -420,75 +510,100 @@ def predict(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
     images: Annotated[list[Path] | None, typer.Argument(metavar="IMAGE...",
                                                         help="PNG, JPEG or BMP files.")] = None,
-    top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,
+    top: Annotated[int | None, typer.Option(help="How many classes to show per image "
+                                            "(default 3, or all when fewer).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Predict a stored digit of this "
                                                 "dataset instead (with --index).")] = None,
     index: Annotated[int | None, typer.Option(help="Which digit of --dataset.")] = None,
     split: Annotated[str, typer.Option(help="Split of --dataset.")] = "test",
+    show: Annotated[bool, typer.Option("--show", help="Draw the 28x28 input the network "
+                                       "reads (on stderr with --json).")] = False,
+    save_input: Annotated[Path | None, typer.Option(
+        "--save-input", metavar="DIR", help="Write each 28x28 input as DIR/<name>.28x28.png."
+    )] = None,
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Predict the digit in a person's own images (or one stored digit)."""
+    """Predict the digit in a person's own images (or one stored digit).
+
+    An image that cannot be read is named on stderr and the others are still predicted; the
+    exit status is then 1. With --json, refused images are listed with their error. The input
+    is made as MNIST was: docs/GLOSSARY.md#mnist-preprocessing.
+    """
     import numpy as np
 
-    from digitnet import imaging
+    from digitnet import cli_inputs, imaging
 
     _check_split(split)
     model = _load_model(model_path)
     _check_takes_digits(model, model_path)
     n_classes = model.sizes[-1]
+    top = min(3, n_classes) if top is None else top
     if not 1 <= top <= n_classes:
         fail(f"--top {top} is out of range; it must be between 1 and {n_classes}")
+    if save_input is not None and save_input.exists() and not save_input.is_dir():
+        fail(f"--save-input {save_input}: is a file; give a folder for the 28x28 PNGs")
     inputs: list[np.ndarray] = []
     names: list[str] = []
     truths: list[int | None] = []
+    refused: list[dict[str, Any]] = []
+    order: list[dict[str, Any] | int] = []  # each image as given: a refusal, or its input
     notes: dict[str, list[str]] = {}
     if dataset is not None or index is not None:
         if images:
             fail("give image files or --dataset/--index, not both")
         if dataset is None or index is None:
             fail("--dataset and --index go together")
-        data, labels = _labelled_data(dataset, split, data_dir)
+        data, labels = _digits(dataset, split, data_dir)
         if not 0 <= index < len(data):
             fail(f"--index {index} is out of range; {dataset} {split} has {len(data):,} "
                  f"images (0 to {len(data) - 1})")
         inputs.append(data[index])
         names.append(f"{dataset}[{split}][{index}]")
-        truths.append(int(labels[index]))
+        truths.append(None if labels is None else int(labels[index]))
+        order.append(0)
     elif not images:
         fail("give at least one image file, or --dataset and --index")
     else:
         for path in images:
-            image, found = imaging.preprocess_with_notes(path)
+            try:
+                image, found = imaging.preprocess_with_notes(path)
+            except DigitnetError as exc:  # named now, and the others still predicted
+                _print_error(exc)
+                refused.append({"file": str(path), "refused": True, "error": str(exc)})
+                order.append(refused[-1])
+                continue
             inputs.append(image)
+            notes[str(path)] = list(found)
+            order.append(len(names))
             names.append(str(path))
             truths.append(None)
-            notes[str(path)] = list(found)
-    probabilities = model.predict_proba(np.stack(inputs))
-    results = []
-    for name, p, truth in zip(names, probabilities, truths, strict=True):
+    saved = cli_inputs.save(save_input, names, inputs, images or []) if save_input else []
+    probabilities = _probabilities(model, np.stack(inputs), model_path) if inputs else []
+    answers: list[dict[str, Any]] = []
+    for k, (name, p, truth) in enumerate(zip(names, probabilities, truths, strict=True)):
         result = {"file": name, "label": int(np.argmax(p)),
                   "probabilities": [round(float(v), 6) for v in p]}
         if truth is not None:
             result["true_label"] = truth
         if notes.get(name):
             result["notes"] = notes[name]  # e.g. that the image seems to hold two digits
-        results.append(result)
+        if saved:
+            result["input_png"] = str(saved[k])
+        answers.append(result)
+    results = [answers[slot] if isinstance(slot, int) else slot for slot in order]
     if as_json:
         print_json(results)
-        return
-    class_names = model.class_names
-    for result in results:
-        p = np.asarray(result["probabilities"])
-        best = np.argsort(-p)[:top]
-        shown = ", ".join(f"{class_names[k]} {p[k]:.1%}" for k in best)
-        truth_label = result.get("true_label")
-        truth_text = f" (true: {class_names[truth_label]})" if truth_label is not None else ""
-        # Text, not markup: file and class names are shown as they are
-        console.print(Text.assemble(f"{result['file']}: ", (class_names[result["label"]], "bold"),
-                                    f"{truth_text}  ", (shown, "dim")), highlight=False)
-        for note in notes.get(str(result["file"]), []):
-            console.print(Text(f"  note: {note}", style="yellow"), highlight=False)
+    else:
+        cli_inputs.print_predictions(console, [r for r in results if "label" in r],
+                                     model.class_names, top)
+        for file, found in notes.items():
+            for note in found:
+                console.print(Text(f"note: {note}", style="yellow"), highlight=False)
+    if show:
+        cli_inputs.show(err_console if as_json else console, names, inputs)
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -496,7 +611,10 @@ def info(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
     as_json: Json = False,
 ) -> None:
-    """What a model file says about itself: architecture, training, metrics, data hashes."""
+    """What a model file says about itself: architecture, training config, metrics, hashes.
+
+    Terms: docs/GLOSSARY.md.
+    """
     model = _load_model(model_path)  # loading verifies the weights' SHA-256
     meta = model.meta
     summary = {
@@ -514,23 +632,30 @@ def info(
     if as_json:
         print_json(summary)
         return
-    table = Table(title=escape(str(model_path)), show_header=False)
+    table = Table(title=_safe(str(model_path)), show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
     table.add_row("network", "-".join(map(str, model.sizes)) + " (ReLU hidden, softmax out)")
-    table.add_row("preset", escape(str(summary["preset"])))  # text from the file, not markup
-    table.add_row("digitnet", escape(str(summary["digitnet_version"])))
+    table.add_row("preset", _safe(str(summary["preset"])))  # text from the file, not markup
+    table.add_row("digitnet", _safe(str(summary["digitnet_version"])))
     table.add_row("weights SHA-256", f"{summary['weights_sha256']} (verified)")
+    pre = summary["preprocessing"]
+    table.add_row("input", escape(f"x = (pixels × {pre.get('scale', 1):.6g} − "
+                                  f"{pre.get('mean', 0):.6g}) / {pre.get('std', 1):.6g}"),
+                  end_section=True)
+    for key, value in summary["config"].items():  # the whole training config, as saved
+        table.add_row(escape(f"config {key}"), escape("none" if value is None else str(value)))
+    table.add_section()
     for key, value in summary["metrics"].items():
         if key.endswith("accuracy") and isinstance(value, float):
-            shown = f"{value:.2%}"
+            text = f"{value:.2%}"
         else:
-            shown = f"{value:.2f}" if isinstance(value, float) else str(value)
-        table.add_row(escape(key), escape(shown))
+            text = f"{value:.2f}" if isinstance(value, float) else str(value)
+        table.add_row(_safe(key), _safe(text))
     data = summary["datasets"]
     for split in ("train", "test"):
         for stem, digest in data.get(split, {}).get("sha256", {}).items():
-            table.add_row(escape(f"{data.get('name', '')} {stem}"), escape(digest))
+            table.add_row(_safe(f"{data.get('name', '')} {stem}"), _safe(digest))
     console.print(table)
 
 
@@ -546,9 +671,10 @@ def robustness(
     """Accuracy on MNIST test digits rendered like handwriting on paper, through predict's path.
 
     Each transform (stroke thickness, slant, scale, rotation, position, blur, contrast, noise,
-    and all at once; then photos of paper: shadow, lined, squared, pencil, a table's edge, a
-    second mark, low-quality JPEG, a phone photo) turns test digits into dark-on-light images
-    of their own size.
+    and everything at once; then photos of paper: shadow, lined, squared, pencil, a table's
+    edge, a second mark, low-quality JPEG, a phone photo) turns test digits into dark-on-light
+    images of their own size; "overall" is the accuracy over all of them. Terms:
+    docs/GLOSSARY.md#robustness.
     """
     from digitnet import datasets
     from digitnet import robustness as rob
@@ -569,8 +695,10 @@ def robustness(
     table = Table(title=f"digits as people write them ({per_transform} per transform)")
     table.add_column("transform")
     table.add_column("accuracy", justify="right")
+    shown = {"everything": "everything at once (each digit)",
+             "overall": "overall (every digit above)"}
     for name, value in result.items():
-        table.add_row(name, f"{value:.1%}")
+        table.add_row(shown.get(name, name), f"{value:.1%}", end_section=name == "everything")
     console.print(table)
 
 
@@ -581,8 +709,13 @@ def gradcheck(
     as_json: Json = False,
 ) -> None:
     """Compare backpropagation with central differences (float64, small random network)."""
+    import math
+
     from digitnet.gradcheck import gradient_check
 
+    if not (math.isfinite(threshold) and 0 < threshold < 1):
+        fail(f"--threshold {threshold:g} is out of range; give a relative error between 0 and "
+             "1, e.g. 1e-6")
     result = gradient_check()
     ok = result.max_relative_error <= threshold
     if as_json:
@@ -596,7 +729,8 @@ def gradcheck(
         console.print(f"gradient check {verdict}: {result.max_relative_error:.2e} "
                       f"(threshold {threshold:.0e})")
     if not ok:
-        raise typer.Exit(1)
+        fail(f"gradient check failed: the largest relative error "
+             f"{result.max_relative_error:.2e} is above --threshold {threshold:.0e}")
 
 
 @app.command()
@@ -608,21 +742,42 @@ def report(
                                          "(CSV, npz, IDX).")] = "mnist",
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
     data_dir: DataDir = None,
+    sweep: Annotated[Path | None, typer.Option(help="A digitnet sweep's --out folder: show "
+                                               "its sweep.png too.")] = None,
     as_json: Json = False,
 ) -> None:
-    """Figures of what the network learned and a self-contained HTML report."""
+    """Figures of what the network learned and how it was trained, in one HTML page.
+
+    The training curves, the learning-rate schedule, the hidden units' weights at several
+    points of training, the confusion matrix, what each unit looks for, the mistakes.
+    Terms: docs/GLOSSARY.md.
+    """
     _check_split(split)
     if out.exists() and not out.is_dir():
         fail(f"{out}: is a file; give a folder for the report")
+    _check_report_folder(out, [model_path, Path(dataset)])
     try:
         from digitnet import report as reporting
     except ImportError as exc:
         fail(f"report needs matplotlib ({exc.name} is missing): pip install 'digitnet[plot]'")
+    extra = {}
+    if sweep is not None:
+        figure = sweep / "sweep.png"
+        try:
+            if not figure.is_file():  # not a FIFO or a folder, which would hang or fail
+                raise FileNotFoundError(2, "not found")
+            extra["sweep.png"] = figure.read_bytes()
+        except OSError as exc:
+            fail(f"--sweep {sweep}: no sweep.png to read ({exc.strerror or exc}); give the "
+                 "folder a digitnet sweep wrote")
     model = _load_model(model_path)
-    images, labels = _labelled_data(dataset, split, data_dir)
+    _check_takes_digits(model, model_path)
+    images, labels = _labelled_data(dataset, split, data_dir, use="reported on")
+    _check_classes(model, model_path, labels, dataset)
     source = f"{dataset if dataset in ('mnist', 'fashion-mnist') else Path(dataset).name} {split}"
     try:
-        written = reporting.write_report(model, images, labels, out, source)
+        written = reporting.write_report(model, images, labels, out, source,
+                                         **({"extra": extra} if extra else {}))
     except ValueError as exc:
         fail(f"{dataset}: {exc}")
     except OSError as exc:
@@ -632,9 +787,28 @@ def report(
                     "files": [str(p) for p in written]})
         return
     for path in written:
-        console.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
-    console.print(f"open [bold]{escape(str(written[-1]))}[/] in a browser", highlight=False,
+        console.print(f"wrote {_safe(str(path))}", highlight=False, soft_wrap=True)
+    console.print(f"open [bold]{_safe(str(written[-1]))}[/] in a browser", highlight=False,
                   soft_wrap=True)
+
+
+def _check_report_folder(out: Path, inputs: list[Path]) -> None:
+    """Refuse a report folder holding an input under a name the report writes (PNG, HTML)."""
+    from digitnet import guard
+
+    for path in inputs:
+        if path.suffix.lower() not in (".png", ".html") or not path.exists():
+            continue
+        if guard.same_file(path.parent, out) and path.name != "":
+            fail(f"--out {out}: holds the input {path}, which the report's files could "
+                 "replace; give another folder")
+
+
+def _check_classes(model: Any, model_path: Path, labels: Any, dataset: str) -> None:
+    if len(labels) and int(labels.max()) >= model.sizes[-1]:
+        fail(f"{model_path}: the model knows {model.sizes[-1]} classes (0 to "
+             f"{model.sizes[-1] - 1}), but {dataset} holds label {int(labels.max())}; give "
+             "a model trained on this dataset")
 
 
 def _sample_digits(model: Any, data_dir: Path | None):
@@ -643,13 +817,19 @@ def _sample_digits(model: Any, data_dir: Path | None):
 
     name = (model.meta.get("datasets") or {}).get("name") or \
         (model.meta.get("config") or {}).get("dataset") or "mnist"
-    if name not in datasets.DATASETS:
+    if not isinstance(name, str) or name not in datasets.DATASETS:
+        return None
+    if len(datasets.DATASETS[name].class_names) != model.sizes[-1]:
+        err_console.print(f"[yellow]note:[/] the model has {model.sizes[-1]} classes, not the "
+                          f"{len(datasets.DATASETS[name].class_names)} of {name}, so the page "
+                          "hides its random-digit button", highlight=False, soft_wrap=True)
         return None
     try:
         return datasets.load(name, "test", data_dir, download=False)
     except DigitnetError as exc:
         err_console.print(f"[yellow]note:[/] no {name} test digits, so the page hides its "
-                          f"random-digit button ({exc})", highlight=False, soft_wrap=True)
+                          f"random-digit button ({_safe(exc)})", highlight=False,
+                          soft_wrap=True)
         return None
 
 
@@ -659,21 +839,28 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     data_dir: DataDir = None,
+    allow_train: Annotated[bool, typer.Option("--allow-train", help="Let the page train "
+                                              "networks on an address other than loopback "
+                                              "(training costs CPU).")] = False,
 ) -> None:
-    """Serve the drawing page: draw a digit and watch the network read it."""
+    """Serve the drawing page: draw a digit and watch the network read it, or train one."""
     import logging
 
     if not 0 <= port <= 65535:
         fail(f"--port {port} is out of range; it must be between 0 and 65535")
     model = _load_model(model_path)  # a bad model file stops here, before the port is bound
+    _check_takes_digits(model, model_path)
     try:
-        import uvicorn
-
         from digitnet.web.app import create_app
+        from digitnet.web.runs import TrainSettings
+        from digitnet.web.server import check_address
+        from digitnet.web.server import run as run_server
     except ImportError as exc:
         fail(f"serve needs the web extra ({exc.name} is missing): pip install 'digitnet[web]'")
+    check_address(host, port)
     try:
-        web_app = create_app(model, _sample_digits(model, data_dir))
+        web_app = create_app(model, _sample_digits(model, data_dir),
+                             training=TrainSettings.for_host(host, allow_train, data_dir))
     except ValueError as exc:
         fail(f"{model_path}: {exc}")
     handler = logging.StreamHandler()
@@ -681,11 +868,11 @@ def serve(
     web_log = logging.getLogger("digitnet.web")
     web_log.addHandler(handler)
     web_log.propagate = False
-    shown = f"[{host}]" if ":" in host else host
-    console.print(f"serving {escape(str(model_path))} on [bold]http://{escape(shown)}:{port}/[/] "
-                  "(Ctrl+C stops)",
-                  highlight=False)
-    uvicorn.run(web_app, host=host, port=port, log_level="info")
+    address = f"[{host}]" if ":" in host else host
+    # Open event streams are closed after 3 s, so Ctrl+C stops a training run without waiting.
+    run_server(web_app, host, port, timeout_graceful_shutdown=3, announce=lambda: console.print(
+        f"serving {_safe(str(model_path))} on [bold]http://{_safe(address)}:{port}/[/] "
+        "(Ctrl+C stops)", highlight=False))
 
 
 @app.command()
@@ -699,17 +886,22 @@ def export(
 ) -> None:
     """Export a model to ONNX: pixels in; probabilities and label out."""
     from digitnet import export as onnx_export
+    from digitnet import guard
 
+    if input_type not in onnx_export.INPUT_TYPES:
+        fail(f"--input-type {shown(input_type)!r} is unknown; choose "
+             f"{' or '.join(onnx_export.INPUT_TYPES)}")
+    guard.check_output(out, [model_path], what="OUT", example="model.onnx")
     model = _load_model(model_path)
-    written = onnx_export.to_onnx(model, out, input_type)
+    written = onnx_export.to_onnx(model, out, input_type, inputs=[model_path])
     result = {"model": str(model_path), "onnx": str(written), "sizes": list(model.sizes),
               "input_type": input_type, "opset": onnx_export.OPSET,
               "ir_version": onnx_export.IR_VERSION, "bytes": written.stat().st_size}
     if as_json:
         print_json(result)
         return
-    console.print(f"wrote [bold]{written}[/]: {'-'.join(map(str, model.sizes))} network, input "
-                  f"'pixels' {input_type} [N, {model.sizes[0]}], outputs 'probabilities' and "
+    console.print(f"wrote [bold]{_safe(written)}[/]: {'-'.join(map(str, model.sizes))} network, "
+                  f"input 'pixels' {input_type} [N, {model.sizes[0]}], outputs 'probabilities' and "
                   f"'label' (ONNX opset {onnx_export.OPSET})", highlight=False)
 
 
@@ -732,96 +924,134 @@ def bench(
     with err_console.status("benchmarking") as status:
         result = benchmark.run(data_dir, settings, progress=lambda m: status.update(m))
     if as_json:
-        print_json(result)
+        print_json(result.to_dict())
         return
     _bench_tables(result)
 
 
-def _bench_tables(result: dict[str, Any]) -> None:
+def _bench_tables(result: BenchResult) -> None:
     """The benchmark's figures as Rich tables."""
     peers = {"digitnet": "digitnet", "digitnet_numpy": "digitnet (numpy)",
              "digitnet_reference": "digitnet (reference)", "sklearn": "scikit-learn",
-             "torch": "PyTorch", "naive": "naive notebook"}
-    m = result["machine"]
-    console.print(f"[bold]{m['cpu']}[/], {m['cores']} cores, {m['threads']} thread(s); numpy "
-                  f"{m['numpy']} ({m.get('blas', '?')}), scikit-learn {m.get('sklearn')}, "
-                  f"torch {m.get('torch')}, numba {m.get('numba', '-')}; digitnet backend "
-                  f"{m['backend']}" + ("  [yellow](--quick)[/]" if result["quick"] else ""))
+             "torch": "PyTorch"}
+    m = result.machine
+    console.print(f"[bold]{m.cpu}[/], {m.cores} cores, {m.threads} thread(s); numpy "
+                  f"{m.numpy} ({m.blas or '?'}), scikit-learn {m.sklearn}, torch {m.torch}, "
+                  f"numba {m.numba or '-'}; digitnet backend {m.backend}"
+                  + ("  [yellow](--quick)[/]" if result.quick else ""))
     epochs = Table(title="seconds per training epoch (60,000 images)")
     epochs.add_column("batch", justify="right")
-    names = list(result["epoch_seconds"]["128"])
+    names = [name for name, _ in result.epoch_seconds[0].seconds.items()]
     for name in names:
         epochs.add_column(peers[name], justify="right")
-    for batch, row in result["epoch_seconds"].items():
-        epochs.add_row(batch, *(f"{row[name]:.4f}" for name in names))
+    for row in result.epoch_seconds:
+        epochs.add_row(str(row.batch), *(f"{value:.4f}" for _, value in row.seconds.items()))
     console.print(epochs)
-    race = result["time_to_accuracy"]
-    table = Table(title=f"seconds from scratch to a test accuracy (cap {race['cap_seconds']:g} s;"
+    race = result.time_to_accuracy
+    table = Table(title=f"seconds from scratch to a test accuracy (cap {race.cap_seconds:g} s;"
                   " evaluation not counted)")
     table.add_column("target", justify="right")
+    racers = (race.digitnet, race.sklearn, race.torch)
     for name in ("digitnet", "sklearn", "torch"):
         table.add_column(peers[name], justify="right")
-    for target in race["digitnet"]:
+    for k, first in enumerate(race.digitnet.targets):
         cells = []
-        for name in ("digitnet", "sklearn", "torch"):
-            r = race[name][target]
-            mark = "" if r["reached"] else " (not reached)"
-            cells.append(f"{r['seconds']:.2f} ({r['epochs']} ep){mark}")
-        table.add_row(f"{float(target):.0%}", *cells)
+        for peer in racers:
+            r = peer.targets[k]
+            mark = "" if r.reached else " (not reached)"
+            cells.append(f"{r.seconds:.2f} ({r.epochs} ep){mark}")
+        table.add_row(f"{first.target:.0%}", *cells)
     console.print(table)
-    seed = result["seed_preset"]
-    table = Table(title=f"the seed preset: {seed['iterations']} full-batch iterations")
+    seed = result.seed_preset
+    table = Table(title=f"the seed preset: {seed.iterations} full-batch iterations")
     for column in ("", "seconds", "ms per iteration", "test accuracy"):
         table.add_column(column, justify="right")
-    for name in ("digitnet", "naive"):
-        if name in seed:
-            r = seed[name]
-            table.add_row(peers[name], f"{r['seconds']:.2f}",
-                          f"{1000 * r['seconds_per_iteration']:.1f}",
-                          f"{r['test_accuracy']:.2%}")
+    for label, run in (("digitnet", seed.digitnet), ("naive notebook", seed.naive)):
+        table.add_row(label, f"{run.seconds:.2f}", f"{1000 * run.seconds_per_iteration:.1f}",
+                      f"{run.test_accuracy:.2%}")
     console.print(table)
-    inference = result["inference"]
-    table = Table(title=f"inference on the {inference['images']:,} test images")
+    inference = result.inference
+    table = Table(title=f"inference on the {inference.images:,} test images")
     for column in ("", "images per second", "one image (µs)"):
         table.add_column(column, justify="right")
-    for name, speed in inference["images_per_second"].items():
-        one = inference["single_image_seconds"].get(name)
+    single = dict(inference.single_image_seconds.items())
+    for name, speed in inference.images_per_second.items():
+        one = single.get(name)
         table.add_row(peers[name], f"{speed:,.0f}", "" if one is None else f"{1e6 * one:.1f}")
     console.print(table)
-    floor = result["floor"]
+    floor = result.floor
     table = Table(title="the machine and memory")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_row("float32 matmul", f"{floor['matmul_gflops']:.1f} GFLOP/s")
-    table.add_row("array copy", f"{floor['copy_gb_per_s']:.1f} GB/s")
+    table.add_row("float32 matmul", f"{floor.matmul_gflops:.1f} GFLOP/s")
+    table.add_row("array copy", f"{floor.copy_gb_per_s:.1f} GB/s")
     table.add_row("epoch floor: FLOPs / stream float32 inputs",
-                  f"{floor['epoch_flop_floor_s']:.4f} s / {floor['epoch_stream_floor_s']:.4f} s")
-    for run in result["memory"]:
-        table.add_row(f"peak RSS, default training ({run['backend']} backend)",
-                      f"{run['peak_rss_mib']:.0f} MiB")
+                  f"{floor.epoch_flop_floor_s:.4f} s / {floor.epoch_stream_floor_s:.4f} s")
+    for memory in result.memory:
+        table.add_row(f"peak RSS, default training ({memory.backend} backend)",
+                      f"{memory.peak_rss_mib:.0f} MiB")
     console.print(table)
     ratios = Table(title="digitnet divided by the peer (times: lower is better; images/s: "
                    "higher is better)")
     ratios.add_column("ratio")
     ratios.add_column("value", justify="right")
-    for name, value in result["ratios"].items():
+    for name, value in result.ratios.to_dict().items():
         ratios.add_row(name, f"{value:.3f}")
     console.print(ratios)
 
 
+from digitnet.cli_explain import explain as _explain  # noqa: E402  (needs app, defined above)
+
+app.command(name="explain")(_explain)
+app.command("sweep")(sweep_command)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any,
+                      **kwargs: Any) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main() -> None:
     """Entry point: run the app, turning digitnet's errors into one line and exit 1."""
+    warnings.formatwarning = _one_line_warning
+    streams.prepare_streams([console, err_console], lambda message: fail_now(message, 1))
+    previous = signal.signal(signal.SIGTERM, streams.terminate)
     try:
         app()
     except DigitnetError as exc:
-        _print_error(exc)
-        sys.exit(1)
-    except ValueError as exc:  # options Typer parsed but the library refused
-        _print_error(" ".join(str(exc).split()))
-        sys.exit(2)
+        fail_now(str(exc), 1)
     except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]")
-        sys.exit(130)
+        fail_now("interrupted (Ctrl-C)", 130)
+    except streams.Terminated:
+        fail_now("terminated (SIGTERM)", 143)
+    except SystemExit as exc:
+        _flush_stdout()
+        raise SystemExit(exc.code) from None
+    except OSError as exc:  # writing the output failed: a full disk, a closed pipe
+        if not streams.stdout_failed(exc):
+            raise
+        _stdout_error(exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _flush_stdout()
+
+
+def fail_now(message: str, code: int) -> NoReturn:
+    _print_error(message)
+    sys.exit(code)
+
+
+def _stdout_error(exc: OSError) -> NoReturn:
+    streams.drop_stdout()
+    fail_now(f"cannot write to standard output ({exc.strerror or exc}); the output is "
+             "incomplete", 1)
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _stdout_error(exc)
 
 
 if __name__ == "__main__":

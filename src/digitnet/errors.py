@@ -24,7 +24,15 @@ class ModelFileError(DigitnetError):
 
 
 class ConfigError(DigitnetError):
-    """A training option is out of range or unknown."""
+    """A training option is out of range or unknown.
+
+    ``field`` names the :class:`~digitnet.training.TrainConfig` field at fault (None when the
+    error is not about one field), so callers can map it to their own names.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class DivergenceError(DigitnetError):

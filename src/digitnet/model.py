@@ -8,29 +8,11 @@ from typing import Any
 import numpy as np
 
 from digitnet import network
+from digitnet.fast.predictor import Predictor
 from digitnet.network import Params
+from digitnet.preprocessing import Preprocessing
 
 __all__ = ["Preprocessing", "Model"]
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How pixels 0-255 become the network's input: ``x = (pixels * scale - mean) / std``."""
-
-    scale: float = 1 / 255
-    mean: float = 0.0
-    std: float = 1.0
-
-    def apply(self, images: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
-        """Images (n, 28, 28) or (n, 784), uint8 or float 0-255, as network input (n, 784)."""
-        X = np.asarray(images).reshape(len(images), -1).astype(dtype)
-        X *= self.scale / self.std  # a Python float keeps X's dtype
-        if self.mean:
-            X -= self.mean / self.std
-        return X
-
-    def to_dict(self) -> dict[str, float]:
-        return {"scale": self.scale, "mean": self.mean, "std": self.std}
 
 
 @dataclass
@@ -60,18 +42,18 @@ class Model:
         """The full forward pass (every layer's Z and A) for images 0-255."""
         return network.forward(self.params, self.prepare(images))
 
-    def predict_proba(self, images: np.ndarray, batch_size: int = 10_000) -> np.ndarray:
+    def predictor(self, backend: str | None = None) -> Predictor:
+        """The one inference path for these parameters, as they are now (see
+        :class:`digitnet.fast.Predictor`)."""
+        return Predictor(self.params, self.preprocessing, backend)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (n, n_classes), for images (n, 28, 28) or (n, 784)."""
-        n = len(images)
-        out = np.empty((n, self.sizes[-1]), dtype=self.params.dtype)
-        for start in range(0, n, batch_size):
-            batch = images[start:start + batch_size]
-            out[start:start + len(batch)] = self.forward(batch).probabilities
-        return out
+        return self.predictor().predict_proba(images)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The most probable class of each image, shape (n,)."""
-        return np.argmax(self.predict_proba(images), axis=1)
+        return self.predictor().predict(images)
 
     def hidden(self, images: np.ndarray) -> np.ndarray:
         """The first hidden layer's activations A1, shape (n, hidden units)."""

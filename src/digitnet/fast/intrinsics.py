@@ -1,0 +1,113 @@
+"""Two LLVM intrinsics for the numba kernels: a prefetch and a vector compress.
+
+numba has no words for either, so they are written as LLVM IR with ``numba.extending.intrinsic``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numba.extending
+
+__all__ = ["prefetch", "compress64"]
+
+
+def _prefetch_intrinsic(numba: Any) -> Any:
+    """``_nb_prefetch(array, index)``: LLVM's prefetch of the element's cache line (for reading,
+    kept in every cache level)."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    @numba.extending.intrinsic
+    def prefetch(typingctx: Any, array: Any, index: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            arrayty = signature.args[0]
+            ary = context.make_array(arrayty)(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, arrayty, ary, [args[1]],
+                                           wraparound=False)
+            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch.p0")
+            builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+
+        return numba.types.void(array, index), codegen
+
+    return prefetch
+
+
+def _compress_intrinsic(numba: Any) -> Any:
+    """``_nb_compress64`` as LLVM vector code: a masked 64-byte load, a compare with zero, and
+    ``llvm.experimental.vector.compress`` of the bytes and of their indices (vpcompressb and
+    vpcompressw on AVX-512 VBMI2; LLVM expands it into plainer code on other CPUs)."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    i1, i8, i16, i32, i64 = (ir.IntType(n) for n in (1, 8, 16, 32, 64))
+
+    def splat(builder: Any, value: Any, vector: Any) -> Any:
+        one = builder.insert_element(ir.Constant(vector, None), value, i32(0))
+        return builder.shuffle_vector(one, ir.Constant(vector, None),
+                                      ir.Constant(ir.VectorType(i32, vector.count),
+                                                  [0] * vector.count))
+
+    def function(builder: Any, name: str, result: Any, params: list[Any]) -> Any:
+        return cgutils.get_or_insert_function(builder.module, ir.FunctionType(result, params),
+                                              name)
+
+    @numba.extending.intrinsic
+    def compress64(typingctx: Any, images: Any, row: Any, start: Any, length: Any, values: Any,
+                   indices: Any, pos: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            pixty, _, _, _, valty, idxty, _ = signature.args
+            pix = context.make_array(pixty)(context, builder, args[0])
+            val = context.make_array(valty)(context, builder, args[4])
+            idx = context.make_array(idxty)(context, builder, args[5])
+            row, start, length, pos = args[1], args[2], args[3], args[6]
+            b64, m64 = ir.VectorType(i8, 64), ir.VectorType(i1, 64)
+            w32, m32 = ir.VectorType(i16, 32), ir.VectorType(i1, 32)
+            lanes = ir.Constant(b64, [i8(k) for k in range(64)])
+            inside = builder.icmp_unsigned("<", lanes, splat(builder, builder.trunc(length, i8),
+                                                             b64))
+            source = cgutils.get_item_pointer(context, builder, pixty, pix, [row, start],
+                                              wraparound=False)
+            load = function(builder, "llvm.masked.load.v64i8.p0", b64,
+                            [ir.PointerType(), i32, m64, b64])
+            zero = ir.Constant(b64, [i8(0)] * 64)
+            v = builder.call(load, [source, i32(1), inside, zero])
+            lit = builder.icmp_unsigned("!=", v, zero)
+            squeeze = function(builder, "llvm.experimental.vector.compress.v64i8", b64,
+                               [b64, m64, b64])
+            target = cgutils.get_item_pointer(context, builder, valty, val, [pos],
+                                              wraparound=False)
+            builder.store(builder.call(squeeze, [v, lit, ir.Constant(b64, None)]),
+                          builder.bitcast(target, b64.as_pointer()), align=1)
+            squeeze16 = function(builder, "llvm.experimental.vector.compress.v32i16", w32,
+                                 [w32, m32, w32])
+            # Counts from the mask as a scalar: popcnt on general registers (a vector popcount
+            # would reload the mask through memory and stall).
+            popcount = function(builder, "llvm.ctpop.i64", i64, [i64])
+            bits = builder.bitcast(lit, i64)
+            low = builder.call(popcount, [builder.and_(bits, i64(0xFFFFFFFF))])
+            first = splat(builder, builder.trunc(start, i16), w32)
+            for half, offset in ((0, i64(0)), (1, low)):  # indices need 16 bits: 2 x 32 lanes
+                mask = builder.shuffle_vector(
+                    lit, ir.Constant(m64, None),
+                    ir.Constant(ir.VectorType(i32, 32), list(range(32 * half, 32 * half + 32))))
+                iota = builder.add(first, ir.Constant(w32, [i16(32 * half + k)
+                                                            for k in range(32)]))
+                target = cgutils.get_item_pointer(context, builder, idxty, idx,
+                                                  [builder.add(pos, offset)], wraparound=False)
+                builder.store(builder.call(squeeze16, [iota, mask, ir.Constant(w32, None)]),
+                              builder.bitcast(target, w32.as_pointer()), align=1)
+            return builder.call(popcount, [bits])
+
+        return numba.types.int64(images, row, start, length, values, indices, pos), codegen
+
+    return compress64
+
+
+prefetch = _prefetch_intrinsic(numba)
+compress64 = _compress_intrinsic(numba)
