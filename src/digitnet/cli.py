@@ -567,14 +567,14 @@ def predict(
     else:
         for path in images:
             try:
-                image, found = imaging.preprocess_with_notes(path)
+                image, noticed = imaging.preprocess_with_notes(path)
             except DigitnetError as exc:  # named now, and the others still predicted
                 _print_error(exc)
                 refused.append({"file": str(path), "refused": True, "error": str(exc)})
                 order.append(refused[-1])
                 continue
             inputs.append(image)
-            notes[str(path)] = list(found)
+            notes[str(path)] = list(noticed)
             order.append(len(names))
             names.append(str(path))
             truths.append(None)
@@ -597,9 +597,8 @@ def predict(
     else:
         cli_inputs.print_predictions(console, [r for r in results if "label" in r],
                                      model.class_names, top)
-        for file, found in notes.items():
-            for note in found:
-                console.print(Text(f"note: {note}", style="yellow"), highlight=False)
+        for note in (note for found in notes.values() for note in found):
+            console.print(Text(f"note: {note}", style="yellow"), highlight=False)
     if show:
         cli_inputs.show(err_console if as_json else console, names, inputs)
     if refused:
