@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from digitnet import bench, training
 from digitnet.bench import naive_notebook, results
 from digitnet.bench.races import Race
-from digitnet.cli import _bench_tables, app
+from digitnet.cli import app
+from digitnet.cli.apps import bench_tables as _bench_tables
 
 RATIOS = {"epoch_vs_sklearn", "epoch_vs_torch", "time_to_94_vs_sklearn", "seed_preset_vs_naive",
           "inference_vs_torch"}

@@ -196,7 +196,7 @@ def test_on_a_real_mnist_digit(tmp_path, mnist_dir):
 def test_the_digit_in_a_colour_terminal_is_14_rows_of_half_blocks():
     from rich.console import Console
 
-    from digitnet.terminal import digit_ascii, digit_blocks
+    from digitnet.cli.terminal import digit_ascii, digit_blocks
 
     pixels = a_digit()
     console = Console(force_terminal=True, color_system="truecolor", width=80)

@@ -26,15 +26,16 @@ def input_digit(images: list[Path] | None, dataset: str | None, index: int | Non
                 data_dir: Path | None) -> tuple[np.ndarray, str, int | None]:
     """The one 28x28 input named on the command line: its pixels, its name, its true label."""
     from digitnet import imaging
-    from digitnet.cli import _check_split, _labelled_data, fail
+    from digitnet.cli.base import fail
+    from digitnet.cli.models import check_split, labelled_data
 
     if dataset is not None or index is not None:
         if images:
             fail("give an image file or --dataset/--index, not both")
         if dataset is None or index is None:
             fail("--dataset and --index go together")
-        _check_split(split)
-        data, labels = _labelled_data(dataset, split, data_dir)
+        check_split(split)
+        data, labels = labelled_data(dataset, split, data_dir)
         if not 0 <= index < len(data):
             fail(f"--index {index} is out of range; {dataset} {split} has {len(data):,} "
                  f"images (0 to {len(data) - 1})")
@@ -66,10 +67,11 @@ def explain(
     contributions, b2, z2, probabilities). Terms: docs/GLOSSARY.md.
     """
     from digitnet import explain as explaining
-    from digitnet.cli import _check_takes_digits, _load_model, print_json
+    from digitnet.cli.base import print_json
+    from digitnet.cli.models import check_takes_digits, load_model
 
-    model = _load_model(model_path)
-    _check_takes_digits(model, model_path)
+    model = load_model(model_path)
+    check_takes_digits(model, model_path)
     pixels, name, truth = input_digit(image, dataset, index, split, data_dir)
     result = explaining.explain(model, pixels)
     if as_json:
@@ -98,8 +100,8 @@ def _as_json(result: Any, model_path: Path, name: str, truth: int | None) -> dic
 
 
 def _show(result: Any, name: str, truth: int | None, model: Any) -> None:
-    from digitnet.cli import console
-    from digitnet.terminal import digit_text
+    from digitnet.cli.base import console
+    from digitnet.cli.terminal import digit_text
 
     pre = model.preprocessing
     console.print(Text.assemble(("the input ", "bold"), name,
@@ -116,7 +118,7 @@ def _show(result: Any, name: str, truth: int | None, model: Any) -> None:
 
 
 def _hidden_table(layer: Any) -> None:
-    from digitnet.cli import console
+    from digitnet.cli.base import console
 
     n, prev = layer.number, "X" if layer.number == 1 else f"A{layer.number - 1}"
     if n > 1:
@@ -135,7 +137,7 @@ def _hidden_table(layer: Any) -> None:
 
 def _contribution_table(layer: Any, what: str, column: str, row: str,
                         names: list[str] | None = None) -> None:
-    from digitnet.cli import console
+    from digitnet.cli.base import console
 
     n = layer.number
     # Compact, so that ten classes fit in 80 columns
@@ -161,7 +163,7 @@ def _output_table(result: Any) -> None:
 
 
 def _softmax_table(result: Any, truth: int | None) -> None:
-    from digitnet.cli import console
+    from digitnet.cli.base import console
 
     n = result.output.number
     e = result.exponentials

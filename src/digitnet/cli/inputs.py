@@ -86,7 +86,7 @@ def save(folder: Path, names: list[str], inputs: list[np.ndarray],
 
 def show(screen: Console, names: list[str], inputs: list[np.ndarray]) -> None:
     """``--show``: each input drawn (half blocks in a colour terminal, else characters)."""
-    from digitnet.terminal import digit_text
+    from digitnet.cli.terminal import digit_text
 
     for name, pixels in zip(names, inputs, strict=True):
         screen.print(Text(f"{name}: the 28x28 input"), highlight=False, soft_wrap=True)
@@ -96,7 +96,7 @@ def show(screen: Console, names: list[str], inputs: list[np.ndarray]) -> None:
 def print_predictions(screen: Console, results: list[dict[str, Any]], class_names: list[str],
                       top: int) -> None:
     """One line per prediction: the file, the class, the ``top`` classes' probabilities."""
-    from digitnet.streams import shown
+    from digitnet.cli.streams import shown
 
     for result in results:
         p = np.asarray(result["probabilities"])

@@ -1,0 +1,5 @@
+"""``python -m digitnet.cli``: the ``digitnet`` command."""
+
+from digitnet.cli import main
+
+main()
