@@ -12,16 +12,17 @@ so a photo, scan or drawing has to be made that way too:
 still image of a sensible size. :func:`to_mnist` applies the recipe to any grey array, one small
 step at a time:
 
-1. polarity: MNIST is light ink on a dark background, so dark ink on light paper is inverted;
-2. contrast: the background goes to 0 and the ink to 255, faint background noise to 0;
-3. crop to the bounding box of the ink;
-4. scale so the longer side is 20 pixels, keeping the aspect ratio;
-5. place in a 28x28 frame with the centre of mass of the intensities at (14, 14).
+1. the ink, found by :func:`digitnet.photo.prepare`: light ink on black whatever the polarity,
+   the paper's shadows and gradients divided out, ruled and squared lines and a table's edge
+   removed, the digit nearest the centre kept (with a note when several seem present);
+2. crop to the bounding box of the ink, strokes much thinner than MNIST's widened;
+3. scale so the longer side is 20 pixels, keeping the aspect ratio;
+4. place in a 28x28 frame with the centre of mass of the intensities at (14, 14).
 
-:func:`from_values` does the same for the 784 grey values that the drawing page sends.
+:func:`from_values` does the same for the 784 grey values that the drawing page sends;
+:func:`to_mnist_with_notes` and :func:`preprocess_with_notes` also return the notes.
 
-The image should show one digit on a plain background, cropped to the paper or canvas: the
-border of the image is taken to be background.
+The border of the image is taken to be paper (or canvas) for most of its length.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from digitnet import photo
 from digitnet.errors import ImageError
 from digitnet.guard import read_file
+from digitnet.photo import Prepared
 
 __all__ = [
     "MAX_BYTES",
@@ -44,8 +47,10 @@ __all__ = [
     "MIN_SIDE",
     "from_values",
     "preprocess",
+    "preprocess_with_notes",
     "read_image",
     "to_mnist",
+    "to_mnist_with_notes",
 ]
 
 MAX_BYTES = 25_000_000
@@ -152,13 +157,26 @@ def to_mnist(grey: np.ndarray, source: str = "image") -> np.ndarray:
     ImageError
         If the array is not 2-D, too small, not finite or outside 0..255, or holds no digit.
     """
+    return to_mnist_with_notes(grey, source)[0]
+
+
+def to_mnist_with_notes(grey: np.ndarray, source: str = "image") -> tuple[np.ndarray,
+                                                                         tuple[str, ...]]:
+    """:func:`to_mnist`, and what was noticed on the way (e.g. that several digits seem present).
+
+    Returns
+    -------
+    image : numpy.ndarray
+        uint8 (28, 28), as for :func:`to_mnist`.
+    notes : tuple of str
+        Sentences for a person, each starting with ``source``; empty when nothing was noticed.
+    """
     grey = _validated(grey, source)
     grey = _reduced(grey)
-    grey = _light_ink_on_dark(grey)
-    ink = _normalise_contrast(grey, source)
-    ink = _without_specks(ink)
-    ink = _crop_to_ink(ink, source)
-    return _centre_by_mass(_fit_box(ink))
+    found = _ink(grey, source)
+    ink = _crop_to_ink(photo.with_mnist_strokes(_crop_to_ink(found.ink, source)), source)
+    notes = tuple(f"{source}: {note}" for note in found.notes)
+    return _centre_by_mass(_fit_box(ink)), notes
 
 
 def preprocess(source: str | os.PathLike[str] | bytes) -> np.ndarray:
@@ -180,6 +198,12 @@ def preprocess(source: str | os.PathLike[str] | bytes) -> np.ndarray:
         As for :func:`read_image` and :func:`to_mnist`.
     """
     return to_mnist(read_image(source), source=_source_name(source))
+
+
+def preprocess_with_notes(source: str | os.PathLike[str] | bytes) -> tuple[np.ndarray,
+                                                                         tuple[str, ...]]:
+    """:func:`preprocess`, and its notes as :func:`to_mnist_with_notes` gives them."""
+    return to_mnist_with_notes(read_image(source), source=_source_name(source))
 
 
 def from_values(values: object, source: str = "input") -> np.ndarray:
@@ -417,91 +441,16 @@ def _reduced(grey: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(grey).resize(size, Image.Resampling.BOX), np.float32)
 
 
-def _border(grey: np.ndarray) -> np.ndarray:
-    """The pixels of the image's outer ring (about 3% of the shorter side), flat."""
-    width = max(1, min(grey.shape) // 32)
-    return np.concatenate(
-        [
-            grey[:width].ravel(),
-            grey[-width:].ravel(),
-            grey[width:-width, :width].ravel(),
-            grey[width:-width, -width:].ravel(),
-        ]
-    )
-
-
-def _neighbourhood(grey: np.ndarray, reduce: np.ufunc) -> np.ndarray:
-    """reduce (np.maximum or np.minimum) over each pixel's eight neighbours, itself left out.
-
-    Outside the image counts as the level that never wins, so an edge pixel is not its own
-    neighbour.
-    """
-    never = grey.min() if reduce is np.maximum else grey.max()
-    padded = np.pad(grey, 1, constant_values=never)
-    height, width = grey.shape
-    shifts = [
-        padded[r : r + height, c : c + width]
-        for r in range(3)
-        for c in range(3)
-        if (r, c) != (1, 1)
-    ]
-    return reduce.reduce(shifts)
-
-
-def _supported_range(grey: np.ndarray) -> tuple[float, float]:
-    """The darkest and brightest levels that some pixel shares with a neighbour.
-
-    A level one noisy pixel reaches alone does not count, while a stroke's level does, however
-    thin the stroke.
-    """
-    darkest = np.maximum(grey, _neighbourhood(grey, np.minimum)).min()
-    brightest = np.minimum(grey, _neighbourhood(grey, np.maximum)).max()
-    return float(darkest), float(brightest)
-
-
-def _light_ink_on_dark(grey: np.ndarray) -> np.ndarray:
-    """Invert the image if its background is nearer the bright end of its range.
-
-    The background level is the median of the border; the range is that of levels held by two
-    neighbouring pixels, so a single noisy pixel does not decide. This holds for dim photos of
-    paper too, where the paper is darker than mid-grey but still lighter than ink.
-    """
-    background = float(np.median(_border(grey)))
-    darkest, brightest = _supported_range(grey)
-    if background - darkest > brightest - background:
-        return 255 - grey
-    return grey
-
-
-def _normalise_contrast(grey: np.ndarray, source: str) -> np.ndarray:
-    """Stretch light-on-dark grey (H, W) so the background is 0 and the ink 255.
-
-    The background level is the median of the border. Its noise is measured on the bright side
-    only, where ink lies and where a background clipped at 0 still shows its noise: the upper
-    quartile lies 0.674 standard deviations above the median of normal noise. The ink level is
-    the median of pixels above the midpoint between background and brightest ink (see
-    _supported_range). Levels less than four noise deviations (at least 5% of the contrast, at
-    most 40%) above the background become 0: noise, paper texture and uneven lighting go.
-    """
-    border = _border(grey)
-    background = float(np.median(border))
-    noise = (float(np.percentile(border, 75)) - background) / 0.674
-    contrast = _supported_range(grey)[1] - background
-    if contrast < max(MIN_CONTRAST, 3 * noise):
-        raise ImageError(_blank(source))
-    ink = float(np.median(grey[grey > background + contrast / 2]))
-    floor = background + float(np.clip(4 * noise, 0.05 * contrast, 0.4 * contrast))
-    return np.clip((grey - floor) * (255 / (ink - floor)), 0, 255)
+def _ink(grey: np.ndarray, source: str) -> Prepared:
+    """The digit's ink, light on black, found by :func:`digitnet.photo.prepare`."""
+    try:
+        return photo.prepare(grey)
+    except photo.BlankImage:
+        raise ImageError(_blank(source)) from None
 
 
 def _blank(source: str) -> str:
     return f"{source}: no digit found (the image is blank)"
-
-
-def _without_specks(ink: np.ndarray) -> np.ndarray:
-    """Clear ink pixels none of whose eight neighbours is ink, so specks cannot widen the crop."""
-    mask = ink > 0
-    return np.where(mask & _neighbourhood(mask, np.maximum), ink, 0)
 
 
 def _crop_to_ink(ink: np.ndarray, source: str) -> np.ndarray:

@@ -5,6 +5,11 @@ page, and photograph or scan the result: dark ink on light paper, blurred, low i
 noisy, any size. Each case here takes an MNIST test digit, renders it that way as an image of
 its own size, encodes it as PNG and sends it through the same path as ``digitnet predict``
 (:func:`digitnet.imaging.preprocess`). The set is deterministic for a given seed.
+
+Beside the deformations of the digit and of the page (:data:`TRANSFORMS`), :data:`PHOTO` holds
+what photos of paper add: a shadow, ruled and squared paper, pencil, a table's edge in the
+frame, a second small mark, a low-quality JPEG, and a phone camera's blur, noise and
+vignetting.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["TRANSFORMS", "Case", "make_cases", "preprocess_cases", "predict_cases",
+__all__ = ["TRANSFORMS", "PHOTO", "Case", "make_cases", "preprocess_cases", "predict_cases",
            "accuracy_by_transform"]
 
 UPSCALE = 6  # the digit is drawn at 168x168 before it is deformed
@@ -75,6 +80,128 @@ _PAPER = ("position", "blur", "contrast", "noise")
 TRANSFORMS = (*_SHAPE, *_PAPER, "everything")
 
 
+# Photos of paper: the light, printed lines, pencil, what else is in the frame, the camera. Each
+# takes the ink coverage 0-1 (h, w) of the deformed digit and returns the grey photo, uint8.
+def _shadow(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A soft shadow across the page (a hand or a lamp's), darkening part of the digit too."""
+    grey = _on_paper(ink, "clean", rng).astype(np.float32)
+    side = grey.shape[0]
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side - 0.5
+    angle = rng.uniform(0, 2 * np.pi)
+    across = np.cos(angle) * xx + np.sin(angle) * yy - rng.uniform(-0.15, 0.15)
+    soft = rng.uniform(0.05, 0.2)
+    depth = rng.uniform(0.4, 0.65)
+    light = 1 - depth / (1 + np.exp(-across / soft))
+    light *= 1 - rng.uniform(0.0, 0.25) * (xx ** 2 + yy ** 2) * 2  # the lamp's fall-off
+    return np.clip(grey * light, 0, 255).astype(np.uint8)
+
+
+def _ruled(grey: np.ndarray, spacing: float, width: int, darkness: float, offset: float,
+           axis: int) -> np.ndarray:
+    """Printed lines (multiplied in, as ink under ink) every ``spacing`` pixels along axis."""
+    position = np.arange(grey.shape[axis], dtype=np.float32)
+    on = ((position - offset) % spacing) < width
+    shape = (-1, 1) if axis == 0 else (1, -1)
+    return grey * (1 - darkness * on.reshape(shape))
+
+
+def _lined(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Ruled paper: horizontal lines about a third of the digit's height apart."""
+    grey = _on_paper(ink, "clean", rng).astype(np.float32)
+    spacing = rng.uniform(0.2, 0.35) * ink.shape[0]
+    grey = _ruled(grey, spacing, int(rng.integers(1, 4)), rng.uniform(0.25, 0.55),
+                  rng.uniform(0, spacing), axis=0)
+    return np.clip(grey, 0, 255).astype(np.uint8)
+
+
+def _squared(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Squared (graph) paper: a grid of lines both ways, a fifth to a quarter of the digit."""
+    grey = _on_paper(ink, "clean", rng).astype(np.float32)
+    spacing = rng.uniform(0.15, 0.25) * ink.shape[0]
+    width, darkness = int(rng.integers(1, 3)), rng.uniform(0.2, 0.45)
+    for axis in (0, 1):
+        grey = _ruled(grey, spacing, width, darkness, rng.uniform(0, spacing), axis)
+    return np.clip(grey, 0, 255).astype(np.uint8)
+
+
+def _pencil(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pencil: a thin grey stroke, broken where the graphite skipped, on grainy paper."""
+    thin = Image.fromarray((ink * 255).astype(np.uint8)).filter(
+        ImageFilter.MinFilter(int(rng.choice([3, 5, 7]))))
+    coverage = np.asarray(thin, dtype=np.float32) / 255
+    skips = np.asarray(Image.fromarray(rng.uniform(0, 255, coverage.shape).astype(np.uint8))
+                       .filter(ImageFilter.GaussianBlur(3)), dtype=np.float32)
+    skips = np.clip((skips - skips.mean()) / (skips.std() + 1e-6) + 1.2, 0, 1)  # gaps ~10 %
+    coverage *= skips * rng.uniform(0.3, 0.55)  # graphite is grey, not black
+    grey = _on_paper(coverage, "clean", rng).astype(np.float32)
+    grey += rng.normal(0, 4, grey.shape)  # paper grain
+    return np.clip(grey, 0, 255).astype(np.uint8)
+
+
+def _edge(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The table beyond the page's edge, dark, along one side of the photo."""
+    grey = _on_paper(ink, "clean", rng).astype(np.float32)
+    side = grey.shape[0]
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    tilt = np.tan(np.deg2rad(rng.uniform(-4, 4)))
+    reach = rng.uniform(0.04, 0.12) * side
+    distance = [yy + tilt * xx, side - 1 - yy + tilt * xx, xx + tilt * yy,
+                side - 1 - xx + tilt * yy][int(rng.integers(0, 4))]
+    table = rng.uniform(30, 90) + rng.normal(0, 6, grey.shape)
+    return np.clip(np.where(distance < reach, table, grey), 0, 255).astype(np.uint8)
+
+
+def _mark(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A second small mark away from the digit: a dot or a short dash of the same pen."""
+    h, w = ink.shape
+    canvas = np.zeros((h * 2, w * 2), dtype=np.float32)
+    canvas[h // 2:h // 2 + h, w // 2:w // 2 + w] = ink  # the digit in the middle
+    image = Image.fromarray((canvas * 255).astype(np.uint8))
+    corner_y, corner_x = rng.integers(0, 2, 2)
+    y = int(rng.uniform(0.04, 0.18) * 2 * h) + corner_y * int(1.6 * h)
+    x = int(rng.uniform(0.04, 0.18) * 2 * w) + corner_x * int(1.6 * w)
+    length, width = int(rng.uniform(0.05, 0.2) * h), int(rng.integers(8, 16))
+    ImageDraw.Draw(image).line([(x, y), (x + length, y + int(rng.uniform(-0.5, 0.5) * length))],
+                               fill=255, width=width)
+    return _on_paper(np.asarray(image, dtype=np.float32) / 255, "clean", rng)
+
+
+def _jpeg(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Saved as a JPEG at low quality: blocks and ringing around the strokes."""
+    return _jpeg_round_trip(_on_paper(ink, "clean", rng), int(rng.integers(5, 16)))
+
+
+def _jpeg_round_trip(grey: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(grey).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"))
+
+
+def _photo(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A phone photo: out of focus, sensor noise, uneven light, saved as a JPEG."""
+    grey = _on_paper(ink, "clean", rng)
+    grey = np.asarray(Image.fromarray(grey).filter(ImageFilter.GaussianBlur(
+        rng.uniform(1.5, 3.0))), dtype=np.float32)
+    side = grey.shape[0]
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side - 0.5
+    grey *= 1 - rng.uniform(0.2, 0.4) * (xx ** 2 + yy ** 2) * 2  # vignetting
+    grey += rng.normal(0, rng.uniform(6, 12), grey.shape)
+    return _jpeg_round_trip(np.clip(grey, 0, 255).astype(np.uint8), int(rng.integers(60, 86)))
+
+
+PHOTO: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    "shadow": _shadow,
+    "lined": _lined,
+    "squared": _squared,
+    "pencil": _pencil,
+    "edge": _edge,
+    "mark": _mark,
+    "jpeg": _jpeg,
+    "photo": _photo,
+}
+TRANSFORMS = (*TRANSFORMS, *PHOTO)
+
+
 def _on_paper(ink: np.ndarray, transform: str, rng: np.random.Generator) -> np.ndarray:
     """Ink coverage 0-1 (h, w) as a grey photo of paper (dark ink on light), uint8."""
     h, w = ink.shape
@@ -111,8 +238,10 @@ def _render(digit: np.ndarray, transform: str, rng: np.random.Generator) -> byte
     elif transform in _SHAPE:
         img = _SHAPE[transform](img, rng)
     ink = np.asarray(img, dtype=np.float32) / 255.0
+    photo = PHOTO.get(transform)
+    grey = photo(ink, rng) if photo is not None else _on_paper(ink, transform, rng)
     buffer = io.BytesIO()
-    Image.fromarray(_on_paper(ink, transform, rng)).save(buffer, format="PNG")
+    Image.fromarray(grey).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

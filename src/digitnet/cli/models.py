@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from digitnet.cli.base import (
     DataDir,
@@ -165,6 +166,7 @@ def predict(
     truths: list[int | None] = []
     refused: list[dict[str, Any]] = []
     order: list[dict[str, Any] | int] = []  # each image as given: a refusal, or its input
+    notes: dict[str, list[str]] = {}
     if dataset is not None or index is not None:
         if images:
             fail("give image files or --dataset/--index, not both")
@@ -183,12 +185,14 @@ def predict(
     else:
         for path in images:
             try:
-                inputs.append(imaging.preprocess(path))
+                image, noticed = imaging.preprocess_with_notes(path)
             except DigitnetError as exc:  # named now, and the others still predicted
                 print_error(exc)
                 refused.append({"file": str(path), "refused": True, "error": str(exc)})
                 order.append(refused[-1])
                 continue
+            inputs.append(image)
+            notes[str(path)] = list(noticed)
             order.append(len(names))
             names.append(str(path))
             truths.append(None)
@@ -200,6 +204,8 @@ def predict(
                   "probabilities": [round(float(v), 6) for v in p]}
         if truth is not None:
             result["true_label"] = truth
+        if notes.get(name):
+            result["notes"] = notes[name]  # e.g. that the image seems to hold two digits
         if saved:
             result["input_png"] = str(saved[k])
         answers.append(result)
@@ -209,6 +215,8 @@ def predict(
     else:
         cli_inputs.print_predictions(console, [r for r in results if "label" in r],
                                      model.class_names, top)
+        for note in (note for found in notes.values() for note in found):
+            console.print(Text(f"note: {note}", style="yellow"), highlight=False)
     if show:
         cli_inputs.show(err_console if as_json else console, names, inputs)
     if refused:
@@ -280,8 +288,10 @@ def robustness(
     """Accuracy on MNIST test digits rendered like handwriting on paper, through predict's path.
 
     Each transform (stroke thickness, slant, scale, rotation, position, blur, contrast, noise,
-    and everything at once) turns test digits into dark-on-light images of their own size;
-    "overall" is the accuracy over all of them. Terms: docs/GLOSSARY.md#robustness.
+    and everything at once; then photos of paper: shadow, lined, squared, pencil, a table's
+    edge, a second mark, low-quality JPEG, a phone photo) turns test digits into dark-on-light
+    images of their own size; "overall" is the accuracy over all of them. Terms:
+    docs/GLOSSARY.md#robustness.
     """
     from digitnet import datasets
     from digitnet import robustness as rob

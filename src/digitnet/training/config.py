@@ -76,10 +76,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(init="he", optimizer="adam", lr=0.01, schedule="onecycle", epochs=15,
                     batch_size=64, val_size=5000, standardize=True, select_best=True,
                     l2=1e-4),
-    # The most the same 784-10-10 network reaches: longer, larger steps, and training digits
-    # randomly slanted, rotated, scaled, shifted, warped and re-stroked (chosen on validation
-    # accuracy and the robustness set; it also reads people's handwriting better).
-    "best": dict(init="he", optimizer="adam", lr=0.02, schedule="onecycle", epochs=40,
+    # The most the same 784-10-10 network reaches: longer, and training digits randomly
+    # slanted, rotated, scaled, shifted, warped and re-stroked (chosen on validation accuracy
+    # over seeds 0-4 and the robustness set; it also reads people's handwriting better). A
+    # peak rate of 0.01 beat 0.02 and 0.005 on the mean validation accuracy of those seeds.
+    "best": dict(init="he", optimizer="adam", lr=0.01, schedule="onecycle", epochs=40,
                  batch_size=128, val_size=5000, standardize=True, select_best=True, l2=1e-4,
                  augment=0.5),
 }
