@@ -1327,3 +1327,45 @@ def test_resume_from_a_damaged_checkpoint(cli: Cli, info: dict, words: tuple[str
     path.write_bytes(_checkpoint(**info))
     refused(cli.in_process("train", "--resume", str(path), "--out", "m.safetensors"),
             str(path), *words)
+
+
+# Photos of real paper: visible ink is never "blank", and ruling is not read as ink.
+def _photo_png(path: Path, grey: np.ndarray) -> Path:
+    from PIL import Image
+
+    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mnist_model(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from digitnet import runner, training
+
+    model = runner.train_on_dataset(training.make_config("default", seed=3), mnist_dir,
+                                    download=False)
+    return modelfile.save(model, tmp_path_factory.mktemp("photo") / "default.safetensors")
+
+
+def _papers() -> dict[str, np.ndarray]:
+    from test_photo import SIDE, on_paper, ruled, seven, shadow
+
+    ink = seven()
+    gradient = np.linspace(235, 110, SIDE)[:, None] * np.ones((1, SIDE))  # as reported
+    return {
+        "lined paper": on_paper(ink) * ruled(40, 3, 0.6),
+        "strong shadow gradient": np.clip(gradient - (gradient - 25) * ink, 0, 255),
+        "lamp shadow": on_paper(ink) * shadow(0.6),
+        "squared paper": on_paper(ink) * ruled(30, 2, 0.45, both=True),
+    }
+
+
+@pytest.mark.mnist
+@pytest.mark.parametrize("paper", ["lined paper", "strong shadow gradient", "lamp shadow",
+                                   "squared paper"])
+def test_a_seven_on_real_paper_reads_as_seven(cli: Cli, mnist_model: Path, paper: str) -> None:
+    image = _photo_png(cli.work.parent / f"{paper.replace(' ', '-')}.png", _papers()[paper])
+    outcome = cli.in_process("predict", str(mnist_model), str(image), "--json")
+    assert outcome.code == 0, outcome.stderr
+    assert "Traceback" not in outcome.stderr
+    (result,) = json.loads(outcome.stdout)
+    assert result["label"] == 7, (paper, result)
