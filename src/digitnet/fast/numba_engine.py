@@ -12,7 +12,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -57,25 +61,60 @@ def _slp_vectorize() -> Iterator[None]:
 
 @functools.cache
 def compiled() -> SimpleNamespace:
-    """The kernels' entry points, compiled for their argument types (once per process; the
-    helpers they call compile with them, inside the same vectorizer setting)."""
-    from numba import types as T
+    """The kernels' entry points, compiled for their argument types, once per process.
 
-    from digitnet.fast.kernels import _nb_csr, _nb_logits, _nb_prepare, _nb_train
+    A process that compiles the kernels itself rounds some sums differently from one that loads
+    them from numba's on-disk cache, so the first run on a machine would train other weights
+    than every run after it. When the cache is cold, a child process compiles the kernels into
+    it first; this process then loads them from the cache like every later one, and a seed
+    gives the same weights in every run.
+    """
+    from digitnet.fast import kernels
+
+    if not _cache_is_warm(kernels):
+        package_root = str(Path(kernels.__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        subprocess.run([sys.executable, "-c",
+                        "from digitnet.fast import kernels, numba_engine; "
+                        "numba_engine._compile(kernels)"],
+                       env=env, capture_output=True, check=False, timeout=900)
+    _compile(kernels)  # from the cache (compiled here only if the child could not write it)
+    return SimpleNamespace(csr=kernels._nb_csr, prepare=kernels._nb_prepare,
+                           train=kernels._nb_train, logits=kernels._nb_logits)
+
+
+def _cache_is_warm(kernels: Any) -> bool:
+    """Whether numba's cache holds the training kernel (its index file exists)."""
+    try:
+        index = kernels._nb_train._cache._cache_file._index_path
+    except AttributeError:  # another numba's internals: let this process compile
+        return True
+    return os.path.exists(index)
+
+
+def _compile(kernels: Any) -> bool:
+    """Compile the entry points of ``kernels`` (the helpers they call compile with them,
+    inside the same vectorizer setting); whether any was not in the cache."""
+    from numba import types as T
 
     # Images arrive read-only (straight from the data files) or not: typed read-only always,
     # so each kernel is compiled once.
     u8m = T.Array(T.uint8, 2, "C", readonly=True)
     f32v, f32m, f32b = T.float32[::1], T.float32[:, ::1], T.float32[:, :, ::1]
     f64v, i64v = T.float64[::1], T.int64[::1]
+    entries = {
+        kernels._nb_csr: T.Tuple((i64v, T.uint16[::1], T.uint8[::1]))(u8m),
+        kernels._nb_prepare: T.void(f32m, f32v, T.float32, f32b, f32v),
+        kernels._nb_train: T.void(i64v, T.uint16[::1], T.uint8[::1], i64v, i64v, T.int64, f64v,
+                                  f64v, i64v, f32v, f32v, T.int64, f32v, f32v, f64v, T.int64,
+                                  T.float64, T.float64, f32b, f32b, f64v, f64v),
+        kernels._nb_logits: T.void(u8m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m, i64v),
+    }
     with _slp_vectorize():
-        _nb_csr.compile(T.Tuple((i64v, T.uint16[::1], T.uint8[::1]))(u8m))
-        _nb_prepare.compile(T.void(f32m, f32v, T.float32, f32b, f32v))
-        _nb_train.compile(T.void(i64v, T.uint16[::1], T.uint8[::1], i64v, i64v, T.int64, f64v,
-                                 f64v, i64v, f32v, f32v, T.int64, f32v, f32v, f64v, T.int64,
-                                 T.float64, T.float64, f32b, f32b, f64v, f64v))
-        _nb_logits.compile(T.void(u8m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m, i64v))
-    return SimpleNamespace(csr=_nb_csr, prepare=_nb_prepare, train=_nb_train, logits=_nb_logits)
+        for entry, signature in entries.items():
+            entry.compile(signature)
+    return any(sum(entry.stats.cache_misses.values()) for entry in entries)
 
 
 def _rule(optimizer: Optimizer, theta: np.ndarray) -> tuple[int, np.ndarray, np.ndarray,
