@@ -20,11 +20,12 @@ import numpy as np
 
 from digitnet.errors import ConfigError
 from digitnet.fast.backend import numba_supports
+from digitnet.fast.cpu import vector_compress
 from digitnet.fast.engines import Engine, Steps
 from digitnet.network import Gradients
 from digitnet.optim import Adam, GradientDescent, LossWatch, Momentum, Optimizer
 
-__all__ = ["NumbaEngine", "LANES", "blocks", "readonly", "compiled"]
+__all__ = ["NumbaEngine", "LANES", "blocks", "scan_rows", "readonly", "compiled"]
 
 LANES = 16  # float32 values in one AVX-512 register: the kernels work 16 units at a time
 
@@ -32,6 +33,12 @@ LANES = 16  # float32 values in one AVX-512 register: the kernels work 16 units 
 def blocks(n_in: int, units: int) -> np.ndarray:
     """Zeroed first-layer weights in blocks of 16 units: (ceil(units / 16), n_in, 16)."""
     return np.zeros((-(-units // LANES), n_in, LANES), np.float32)
+
+
+def scan_rows(n_in: int) -> int:
+    """Rows of first-layer weight blocks that inference reads for n_in pixels: the pixels'
+    rows, then zeros up to 64 past the last whole 64 pixels (see ``pixels._nb_dot16_scan``)."""
+    return 64 * -(-n_in // 64) + 1
 
 
 def readonly(a: np.ndarray) -> np.ndarray:
@@ -61,7 +68,8 @@ def compiled() -> SimpleNamespace:
     helpers they call compile with them, inside the same vectorizer setting)."""
     from numba import types as T
 
-    from digitnet.fast.kernels import _nb_csr, _nb_logits, _nb_prepare, _nb_train
+    from digitnet.fast.kernels import _nb_logits, _nb_prepare, _nb_train
+    from digitnet.fast.pixels import _nb_csr
 
     # Images arrive read-only (straight from the data files) or not: typed read-only always,
     # so each kernel is compiled once.
@@ -69,12 +77,13 @@ def compiled() -> SimpleNamespace:
     f32v, f32m, f32b = T.float32[::1], T.float32[:, ::1], T.float32[:, :, ::1]
     f64v, i64v = T.float64[::1], T.int64[::1]
     with _slp_vectorize():
-        _nb_csr.compile(T.Tuple((i64v, T.uint16[::1], T.uint8[::1]))(u8m))
+        _nb_csr.compile(T.Tuple((i64v, T.uint16[::1], T.uint8[::1]))(u8m, T.boolean))
         _nb_prepare.compile(T.void(f32m, f32v, T.float32, f32b, f32v))
         _nb_train.compile(T.void(i64v, T.uint16[::1], T.uint8[::1], i64v, i64v, T.int64, f64v,
                                  f64v, i64v, f32v, f32v, T.int64, f32v, f32v, f64v, T.int64,
                                  T.float64, T.float64, f32b, f32b, f64v, f64v))
-        _nb_logits.compile(T.void(u8m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m, i64v))
+        _nb_logits.compile(T.void(u8m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m, i64v,
+                                  T.boolean))
     return SimpleNamespace(csr=_nb_csr, prepare=_nb_prepare, train=_nb_train, logits=_nb_logits)
 
 
@@ -115,7 +124,8 @@ class NumbaEngine(Engine):
             raise ConfigError("the numba backend learns from labels only; use numpy for "
                               "soft targets")
         self.kernels = compiled()
-        self.indptr, self.indices, self.values = self.kernels.csr(readonly(self.images))
+        self.indptr, self.indices, self.values = self.kernels.csr(readonly(self.images),
+                                                                  vector_compress())
         self.dims = np.array(sizes, np.int64)
         self.W1p = blocks(sizes[0], sizes[1])
         self.G1p = np.zeros_like(self.W1p)

@@ -1,0 +1,159 @@
+"""Finding an image's non-zero pixels, and the first layer over them, in two ways by the CPU.
+
+The first layer's sums run over an image's non-zero pixels only (see
+:mod:`digitnet.fast.numba_engine`). Where the CPU compresses bytes in one instruction (AVX-512
+VBMI2, :func:`digitnet.fast.cpu.vector_compress`), 64 pixels at a time are compressed into
+lists of values and indices, which the sums then read. Elsewhere (AVX2 and older) LLVM would
+expand that compress into dozens of scalar instructions, so the pixels are found by scanning
+the bits of a 64-bit compare mask (vpcmpeqb, vpmovmskb, tzcnt), and for inference the sums are
+taken during the scan, without lists. Both give the same pixels in the same order.
+
+Imported only where numba is installed and chosen, like :mod:`digitnet.fast.kernels`.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from digitnet.fast.intrinsics import compress64 as _nb_compress64
+from digitnet.fast.intrinsics import lowest_bit as _nb_lowest_bit
+from digitnet.fast.intrinsics import nonzero_mask64 as _nb_nonzero_mask64
+
+__all__ = ["jit", "SLACK"]
+
+# The kernels' compilation settings: reorder sums and fuse multiply-adds, keep inf and NaN.
+# error_model="numpy": x / 0 is inf as in NumPy, not a ZeroDivisionError, which would put a test
+# and a branch into every division and stop LLVM from vectorizing the loop.
+jit = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"},
+                 error_model="numpy")
+
+SLACK = 64  # slots past the end that the value and index lists need
+
+
+@jit
+def _nb_chunk(images, row, start, chunk):
+    """Pixels [start, start + 64) of image ``row`` into chunk[:64], zeros past the row's end;
+    returns the mask of the non-zero ones (bit k: pixel start + k). chunk[64:] stays zero."""
+    d, r, first = np.uint64(images.shape[1]), np.uint64(row), np.uint64(start)
+    width = min(np.uint64(64), d - first)
+    for j in range(width):
+        chunk[j] = images[r, first + j]
+    for j in range(width, np.uint64(64)):
+        chunk[j] = 0
+    return _nb_nonzero_mask64(chunk)
+
+
+@jit
+def _nb_nonzero(images, row, values, indices, pos, compress, chunk):
+    """Image ``row``'s non-zero pixels into values/indices from pos, in pixel order; returns
+    the count. The lists need :data:`SLACK` slots past the end; ``chunk`` is 128 bytes of
+    scratch, zero from 64 on. ``compress``: by vector compress, else by bit scan."""
+    n, d = 0, images.shape[1]
+    if compress:
+        for start in range(0, d, 64):
+            n += _nb_compress64(images, row, start, min(64, d - start), values, indices,
+                                pos + n)
+        return n
+    one = np.uint64(1)
+    for start in range(np.uint64(0), np.uint64(d), np.uint64(64)):
+        m = _nb_chunk(images, row, start, chunk)
+        while m:
+            k = _nb_lowest_bit(m)
+            m &= m - one
+            values[pos + n] = chunk[k]
+            indices[pos + n] = start + k
+            n += 1
+    return n
+
+
+@jit
+def _nb_csr(images, compress):
+    """The non-zero pixels of each image: row i's are ``indices/values[indptr[i]:indptr[i+1]]``
+    (both arrays have :data:`SLACK` slots at the end)."""
+    n, d = images.shape
+    indptr = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        count = 0
+        for k in range(d):
+            count += images[i, k] != 0
+        indptr[i + 1] = indptr[i] + count
+    indices = np.zeros(indptr[n] + SLACK, np.uint16)
+    values = np.zeros(indptr[n] + SLACK, np.uint8)
+    chunk = np.zeros(128, np.uint8)
+    for i in range(n):
+        _nb_nonzero(images, i, values, indices, indptr[i], compress, chunk)
+    return indptr, indices, values
+
+
+@jit
+def _nb_dot16_scan(images, row, W, blk, out, col, chunk):
+    """``out[16 blk:16 blk + 16, col] = sum over image row's non-zero pixels p at k of
+    p * W[blk, k, 0:16]``, the pixels found by bit scan (as :func:`kernels._nb_dot16` over
+    lists). W needs ``numba_engine.scan_rows`` rows, zero past the pixels: a scan takes four pixels a
+    step, and a step past the mask's last bit reads pixel 64 of ``chunk``, a zero, at the row
+    64 past the chunk's start."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
+    a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0)
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = np.float32(0)
+    b8 = b9 = b10 = b11 = b12 = b13 = b14 = b15 = np.float32(0)
+    d, b, one = np.uint64(images.shape[1]), np.uint64(blk), np.uint64(1)
+    for start in range(np.uint64(0), d, np.uint64(64)):
+        m = _nb_chunk(images, row, start, chunk)
+        while m:  # bits past the last are 64: a zero pixel at a row that exists
+            t0 = _nb_lowest_bit(m)
+            m &= m - one
+            t1 = _nb_lowest_bit(m)
+            m &= m - one
+            t2 = _nb_lowest_bit(m)
+            m &= m - one
+            t3 = _nb_lowest_bit(m)
+            m &= m - one
+            p0, k0 = np.float32(chunk[t0]), start + t0
+            p1, k1 = np.float32(chunk[t1]), start + t1
+            p2, k2 = np.float32(chunk[t2]), start + t2
+            p3, k3 = np.float32(chunk[t3]), start + t3
+            a0 += p0 * W[b, k0, 0] + p1 * W[b, k1, 0]
+            a1 += p0 * W[b, k0, 1] + p1 * W[b, k1, 1]
+            a2 += p0 * W[b, k0, 2] + p1 * W[b, k1, 2]
+            a3 += p0 * W[b, k0, 3] + p1 * W[b, k1, 3]
+            a4 += p0 * W[b, k0, 4] + p1 * W[b, k1, 4]
+            a5 += p0 * W[b, k0, 5] + p1 * W[b, k1, 5]
+            a6 += p0 * W[b, k0, 6] + p1 * W[b, k1, 6]
+            a7 += p0 * W[b, k0, 7] + p1 * W[b, k1, 7]
+            a8 += p0 * W[b, k0, 8] + p1 * W[b, k1, 8]
+            a9 += p0 * W[b, k0, 9] + p1 * W[b, k1, 9]
+            a10 += p0 * W[b, k0, 10] + p1 * W[b, k1, 10]
+            a11 += p0 * W[b, k0, 11] + p1 * W[b, k1, 11]
+            a12 += p0 * W[b, k0, 12] + p1 * W[b, k1, 12]
+            a13 += p0 * W[b, k0, 13] + p1 * W[b, k1, 13]
+            a14 += p0 * W[b, k0, 14] + p1 * W[b, k1, 14]
+            a15 += p0 * W[b, k0, 15] + p1 * W[b, k1, 15]
+            b0 += p2 * W[b, k2, 0] + p3 * W[b, k3, 0]
+            b1 += p2 * W[b, k2, 1] + p3 * W[b, k3, 1]
+            b2 += p2 * W[b, k2, 2] + p3 * W[b, k3, 2]
+            b3 += p2 * W[b, k2, 3] + p3 * W[b, k3, 3]
+            b4 += p2 * W[b, k2, 4] + p3 * W[b, k3, 4]
+            b5 += p2 * W[b, k2, 5] + p3 * W[b, k3, 5]
+            b6 += p2 * W[b, k2, 6] + p3 * W[b, k3, 6]
+            b7 += p2 * W[b, k2, 7] + p3 * W[b, k3, 7]
+            b8 += p2 * W[b, k2, 8] + p3 * W[b, k3, 8]
+            b9 += p2 * W[b, k2, 9] + p3 * W[b, k3, 9]
+            b10 += p2 * W[b, k2, 10] + p3 * W[b, k3, 10]
+            b11 += p2 * W[b, k2, 11] + p3 * W[b, k3, 11]
+            b12 += p2 * W[b, k2, 12] + p3 * W[b, k3, 12]
+            b13 += p2 * W[b, k2, 13] + p3 * W[b, k3, 13]
+            b14 += p2 * W[b, k2, 14] + p3 * W[b, k3, 14]
+            b15 += p2 * W[b, k2, 15] + p3 * W[b, k3, 15]
+    j = 16 * blk
+    out[j, col], out[j + 1, col], out[j + 2, col], out[j + 3, col] = (a0 + b0, a1 + b1,
+                                                                      a2 + b2, a3 + b3)
+    out[j + 4, col], out[j + 5, col], out[j + 6, col], out[j + 7, col] = (a4 + b4, a5 + b5,
+                                                                          a6 + b6, a7 + b7)
+    out[j + 8, col], out[j + 9, col], out[j + 10, col], out[j + 11, col] = (a8 + b8, a9 + b9,
+                                                                            a10 + b10,
+                                                                            a11 + b11)
+    out[j + 12, col], out[j + 13, col], out[j + 14, col], out[j + 15, col] = (a12 + b12,
+                                                                              a13 + b13,
+                                                                              a14 + b14,
+                                                                              a15 + b15)
