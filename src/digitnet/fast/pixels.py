@@ -90,9 +90,9 @@ def _nb_csr(images, compress):
 def _nb_dot16_scan(images, row, W, blk, out, col, chunk):
     """``out[16 blk:16 blk + 16, col] = sum over image row's non-zero pixels p at k of
     p * W[blk, k, 0:16]``, the pixels found by bit scan (as :func:`kernels._nb_dot16` over
-    lists). W needs ``numba_engine.scan_rows`` rows, zero past the pixels: a scan takes four pixels a
-    step, and a step past the mask's last bit reads pixel 64 of ``chunk``, a zero, at the row
-    64 past the chunk's start."""
+    lists). W needs ``numba_engine.scan_rows`` rows, zero past the pixels: a scan takes four
+    pixels a step, and a step past the mask's last bit reads pixel 64 of ``chunk``, a zero, at
+    the row 64 past the chunk's start."""
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
     a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0)
     b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = np.float32(0)
