@@ -84,3 +84,19 @@ def vector_compress() -> bool:
     then the kernels find an image's non-zero pixels with it; elsewhere LLVM would expand the
     compress into dozens of instructions, and a bit scan of a compare mask is faster."""
     return {"avx512vbmi2", "avx512bw", "avx512vl"} <= features()
+
+
+def paths() -> dict[str, str]:
+    """Which code path each kernel takes on this CPU, and why, in words (for the bench's
+    record and the docs)."""
+    compress = vector_compress()
+    vector = "AVX-512" if "avx512f" in features() else "AVX2" if "avx2" in features() else \
+        "SSE"
+    return {
+        "non_zero_pixels": ("vector compress (vpcompressb, AVX-512 VBMI2)" if compress else
+                            "bit scan of a compare mask (no one-instruction byte compress)"),
+        "inference_first_layer": ("over compressed pixel lists" if compress else
+                                  "summed during the bit scan, without lists"),
+        "training_first_layer": f"sparse, over pixel lists built once, 16 units in {vector}",
+        "full_batch": "the same sparse kernel (it beat float32 BLAS over uint8 chunks)",
+    }

@@ -519,6 +519,8 @@ def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels, compress):
     indices = np.zeros(n_in + 64, np.uint16)
     chunk = np.zeros(128, np.uint8)
     scan = not compress and blocks == 1
+    flat, rows = W1p.reshape(-1), W1p.shape[1]
+    floats = np.arange(256).astype(np.float32)
     Z1 = np.zeros((16 * blocks, _SAMPLES), np.float32)
     Z2 = np.zeros((C, _SAMPLES), np.float32)
     top = np.zeros(_SAMPLES, np.float32)
@@ -527,7 +529,7 @@ def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels, compress):
         m = min(_SAMPLES, n - first)
         for t in range(m):
             if scan:
-                _nb_dot16_scan(images, first + t, W1p, 0, Z1, t, chunk)
+                _nb_dot16_scan(images, first + t, flat, rows, 0, Z1, t, chunk, floats)
                 continue
             count = _nb_nonzero(images, first + t, values, indices, 0, compress, chunk)
             for blk in range(blocks):

@@ -28,10 +28,15 @@ __all__ = ["jit", "SLACK"]
 jit = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"},
                  error_model="numpy")
 
+# The same, inlined into its callers in numba's own IR: LLVM left this small helper a call,
+# with the callers' accumulators spilled around it.
+_inline = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"},
+                     error_model="numpy", inline="always")
+
 SLACK = 64  # slots past the end that the value and index lists need
 
 
-@jit
+@_inline
 def _nb_chunk(images, row, start, chunk):
     """Pixels [start, start + 64) of image ``row`` into chunk[:64], zeros past the row's end;
     returns the mask of the non-zero ones (bit k: pixel start + k). chunk[64:] stays zero."""
@@ -87,17 +92,19 @@ def _nb_csr(images, compress):
 
 
 @jit
-def _nb_dot16_scan(images, row, W, blk, out, col, chunk):
+def _nb_dot16_scan(images, row, W, rows, blk, out, col, chunk, floats):
     """``out[16 blk:16 blk + 16, col] = sum over image row's non-zero pixels p at k of
-    p * W[blk, k, 0:16]``, the pixels found by bit scan (as :func:`kernels._nb_dot16` over
-    lists). W needs ``numba_engine.scan_rows`` rows, zero past the pixels: a scan takes four
-    pixels a step, and a step past the mask's last bit reads pixel 64 of ``chunk``, a zero, at
-    the row 64 past the chunk's start."""
+    p * W1p[blk, k, 0:16]``, the pixels found by bit scan (as :func:`kernels._nb_dot16` over
+    lists). W is W1p flattened, ``rows`` (``numba_engine.scan_rows``) rows a block, zero past
+    the pixels: a scan takes four pixels a step, and a step past the mask's last bit reads
+    pixel 64 of ``chunk``, a zero, at the row 64 past the chunk's start. ``floats[v]`` is v as
+    float32: a load instead of a conversion and a broadcast."""
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
     a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0)
     b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = np.float32(0)
     b8 = b9 = b10 = b11 = b12 = b13 = b14 = b15 = np.float32(0)
-    d, b, one = np.uint64(images.shape[1]), np.uint64(blk), np.uint64(1)
+    d, one, lanes = np.uint64(images.shape[1]), np.uint64(1), np.uint64(16)
+    base = np.uint64(blk) * np.uint64(rows) * lanes
     for start in range(np.uint64(0), d, np.uint64(64)):
         m = _nb_chunk(images, row, start, chunk)
         while m:  # bits past the last are 64: a zero pixel at a row that exists
@@ -109,42 +116,42 @@ def _nb_dot16_scan(images, row, W, blk, out, col, chunk):
             m &= m - one
             t3 = _nb_lowest_bit(m)
             m &= m - one
-            p0, k0 = np.float32(chunk[t0]), start + t0
-            p1, k1 = np.float32(chunk[t1]), start + t1
-            p2, k2 = np.float32(chunk[t2]), start + t2
-            p3, k3 = np.float32(chunk[t3]), start + t3
-            a0 += p0 * W[b, k0, 0] + p1 * W[b, k1, 0]
-            a1 += p0 * W[b, k0, 1] + p1 * W[b, k1, 1]
-            a2 += p0 * W[b, k0, 2] + p1 * W[b, k1, 2]
-            a3 += p0 * W[b, k0, 3] + p1 * W[b, k1, 3]
-            a4 += p0 * W[b, k0, 4] + p1 * W[b, k1, 4]
-            a5 += p0 * W[b, k0, 5] + p1 * W[b, k1, 5]
-            a6 += p0 * W[b, k0, 6] + p1 * W[b, k1, 6]
-            a7 += p0 * W[b, k0, 7] + p1 * W[b, k1, 7]
-            a8 += p0 * W[b, k0, 8] + p1 * W[b, k1, 8]
-            a9 += p0 * W[b, k0, 9] + p1 * W[b, k1, 9]
-            a10 += p0 * W[b, k0, 10] + p1 * W[b, k1, 10]
-            a11 += p0 * W[b, k0, 11] + p1 * W[b, k1, 11]
-            a12 += p0 * W[b, k0, 12] + p1 * W[b, k1, 12]
-            a13 += p0 * W[b, k0, 13] + p1 * W[b, k1, 13]
-            a14 += p0 * W[b, k0, 14] + p1 * W[b, k1, 14]
-            a15 += p0 * W[b, k0, 15] + p1 * W[b, k1, 15]
-            b0 += p2 * W[b, k2, 0] + p3 * W[b, k3, 0]
-            b1 += p2 * W[b, k2, 1] + p3 * W[b, k3, 1]
-            b2 += p2 * W[b, k2, 2] + p3 * W[b, k3, 2]
-            b3 += p2 * W[b, k2, 3] + p3 * W[b, k3, 3]
-            b4 += p2 * W[b, k2, 4] + p3 * W[b, k3, 4]
-            b5 += p2 * W[b, k2, 5] + p3 * W[b, k3, 5]
-            b6 += p2 * W[b, k2, 6] + p3 * W[b, k3, 6]
-            b7 += p2 * W[b, k2, 7] + p3 * W[b, k3, 7]
-            b8 += p2 * W[b, k2, 8] + p3 * W[b, k3, 8]
-            b9 += p2 * W[b, k2, 9] + p3 * W[b, k3, 9]
-            b10 += p2 * W[b, k2, 10] + p3 * W[b, k3, 10]
-            b11 += p2 * W[b, k2, 11] + p3 * W[b, k3, 11]
-            b12 += p2 * W[b, k2, 12] + p3 * W[b, k3, 12]
-            b13 += p2 * W[b, k2, 13] + p3 * W[b, k3, 13]
-            b14 += p2 * W[b, k2, 14] + p3 * W[b, k3, 14]
-            b15 += p2 * W[b, k2, 15] + p3 * W[b, k3, 15]
+            p0, k0 = floats[chunk[t0]], base + (start + t0) * lanes
+            p1, k1 = floats[chunk[t1]], base + (start + t1) * lanes
+            p2, k2 = floats[chunk[t2]], base + (start + t2) * lanes
+            p3, k3 = floats[chunk[t3]], base + (start + t3) * lanes
+            a0 += p0 * W[k0] + p1 * W[k1]
+            a1 += p0 * W[k0 + 1] + p1 * W[k1 + 1]
+            a2 += p0 * W[k0 + 2] + p1 * W[k1 + 2]
+            a3 += p0 * W[k0 + 3] + p1 * W[k1 + 3]
+            a4 += p0 * W[k0 + 4] + p1 * W[k1 + 4]
+            a5 += p0 * W[k0 + 5] + p1 * W[k1 + 5]
+            a6 += p0 * W[k0 + 6] + p1 * W[k1 + 6]
+            a7 += p0 * W[k0 + 7] + p1 * W[k1 + 7]
+            a8 += p0 * W[k0 + 8] + p1 * W[k1 + 8]
+            a9 += p0 * W[k0 + 9] + p1 * W[k1 + 9]
+            a10 += p0 * W[k0 + 10] + p1 * W[k1 + 10]
+            a11 += p0 * W[k0 + 11] + p1 * W[k1 + 11]
+            a12 += p0 * W[k0 + 12] + p1 * W[k1 + 12]
+            a13 += p0 * W[k0 + 13] + p1 * W[k1 + 13]
+            a14 += p0 * W[k0 + 14] + p1 * W[k1 + 14]
+            a15 += p0 * W[k0 + 15] + p1 * W[k1 + 15]
+            b0 += p2 * W[k2] + p3 * W[k3]
+            b1 += p2 * W[k2 + 1] + p3 * W[k3 + 1]
+            b2 += p2 * W[k2 + 2] + p3 * W[k3 + 2]
+            b3 += p2 * W[k2 + 3] + p3 * W[k3 + 3]
+            b4 += p2 * W[k2 + 4] + p3 * W[k3 + 4]
+            b5 += p2 * W[k2 + 5] + p3 * W[k3 + 5]
+            b6 += p2 * W[k2 + 6] + p3 * W[k3 + 6]
+            b7 += p2 * W[k2 + 7] + p3 * W[k3 + 7]
+            b8 += p2 * W[k2 + 8] + p3 * W[k3 + 8]
+            b9 += p2 * W[k2 + 9] + p3 * W[k3 + 9]
+            b10 += p2 * W[k2 + 10] + p3 * W[k3 + 10]
+            b11 += p2 * W[k2 + 11] + p3 * W[k3 + 11]
+            b12 += p2 * W[k2 + 12] + p3 * W[k3 + 12]
+            b13 += p2 * W[k2 + 13] + p3 * W[k3 + 13]
+            b14 += p2 * W[k2 + 14] + p3 * W[k3 + 14]
+            b15 += p2 * W[k2 + 15] + p3 * W[k3 + 15]
     j = 16 * blk
     out[j, col], out[j + 1, col], out[j + 2, col], out[j + 3, col] = (a0 + b0, a1 + b1,
                                                                       a2 + b2, a3 + b3)
