@@ -98,11 +98,19 @@ def _nb_dot16_scan(images, row, W, rows, blk, out, col, chunk, floats):
     lists). W is W1p flattened, ``rows`` (``numba_engine.scan_rows``) rows a block, zero past
     the pixels: a scan takes four pixels a step, and a step past the mask's last bit reads
     pixel 64 of ``chunk``, a zero, at the row 64 past the chunk's start. ``floats[v]`` is v as
-    float32: a load instead of a conversion and a broadcast."""
+    float32: a load instead of a conversion and a broadcast.
+
+    Four sets of 16 accumulators, one per pixel of a step, so that no multiply-add waits for
+    another of the same step (the scan has no lists to run ahead on, as _nb_dot16 has).
+    """
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0)
     a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0)
     b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = np.float32(0)
     b8 = b9 = b10 = b11 = b12 = b13 = b14 = b15 = np.float32(0)
+    c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = np.float32(0)
+    c8 = c9 = c10 = c11 = c12 = c13 = c14 = c15 = np.float32(0)
+    e0 = e1 = e2 = e3 = e4 = e5 = e6 = e7 = np.float32(0)
+    e8 = e9 = e10 = e11 = e12 = e13 = e14 = e15 = np.float32(0)
     d, one, lanes = np.uint64(images.shape[1]), np.uint64(1), np.uint64(16)
     base = np.uint64(blk) * np.uint64(rows) * lanes
     for start in range(np.uint64(0), d, np.uint64(64)):
@@ -120,47 +128,84 @@ def _nb_dot16_scan(images, row, W, rows, blk, out, col, chunk, floats):
             p1, k1 = floats[chunk[t1]], base + (start + t1) * lanes
             p2, k2 = floats[chunk[t2]], base + (start + t2) * lanes
             p3, k3 = floats[chunk[t3]], base + (start + t3) * lanes
-            a0 += p0 * W[k0] + p1 * W[k1]
-            a1 += p0 * W[k0 + 1] + p1 * W[k1 + 1]
-            a2 += p0 * W[k0 + 2] + p1 * W[k1 + 2]
-            a3 += p0 * W[k0 + 3] + p1 * W[k1 + 3]
-            a4 += p0 * W[k0 + 4] + p1 * W[k1 + 4]
-            a5 += p0 * W[k0 + 5] + p1 * W[k1 + 5]
-            a6 += p0 * W[k0 + 6] + p1 * W[k1 + 6]
-            a7 += p0 * W[k0 + 7] + p1 * W[k1 + 7]
-            a8 += p0 * W[k0 + 8] + p1 * W[k1 + 8]
-            a9 += p0 * W[k0 + 9] + p1 * W[k1 + 9]
-            a10 += p0 * W[k0 + 10] + p1 * W[k1 + 10]
-            a11 += p0 * W[k0 + 11] + p1 * W[k1 + 11]
-            a12 += p0 * W[k0 + 12] + p1 * W[k1 + 12]
-            a13 += p0 * W[k0 + 13] + p1 * W[k1 + 13]
-            a14 += p0 * W[k0 + 14] + p1 * W[k1 + 14]
-            a15 += p0 * W[k0 + 15] + p1 * W[k1 + 15]
-            b0 += p2 * W[k2] + p3 * W[k3]
-            b1 += p2 * W[k2 + 1] + p3 * W[k3 + 1]
-            b2 += p2 * W[k2 + 2] + p3 * W[k3 + 2]
-            b3 += p2 * W[k2 + 3] + p3 * W[k3 + 3]
-            b4 += p2 * W[k2 + 4] + p3 * W[k3 + 4]
-            b5 += p2 * W[k2 + 5] + p3 * W[k3 + 5]
-            b6 += p2 * W[k2 + 6] + p3 * W[k3 + 6]
-            b7 += p2 * W[k2 + 7] + p3 * W[k3 + 7]
-            b8 += p2 * W[k2 + 8] + p3 * W[k3 + 8]
-            b9 += p2 * W[k2 + 9] + p3 * W[k3 + 9]
-            b10 += p2 * W[k2 + 10] + p3 * W[k3 + 10]
-            b11 += p2 * W[k2 + 11] + p3 * W[k3 + 11]
-            b12 += p2 * W[k2 + 12] + p3 * W[k3 + 12]
-            b13 += p2 * W[k2 + 13] + p3 * W[k3 + 13]
-            b14 += p2 * W[k2 + 14] + p3 * W[k3 + 14]
-            b15 += p2 * W[k2 + 15] + p3 * W[k3 + 15]
+            a0 += p0 * W[k0]
+            a1 += p0 * W[k0 + 1]
+            a2 += p0 * W[k0 + 2]
+            a3 += p0 * W[k0 + 3]
+            a4 += p0 * W[k0 + 4]
+            a5 += p0 * W[k0 + 5]
+            a6 += p0 * W[k0 + 6]
+            a7 += p0 * W[k0 + 7]
+            a8 += p0 * W[k0 + 8]
+            a9 += p0 * W[k0 + 9]
+            a10 += p0 * W[k0 + 10]
+            a11 += p0 * W[k0 + 11]
+            a12 += p0 * W[k0 + 12]
+            a13 += p0 * W[k0 + 13]
+            a14 += p0 * W[k0 + 14]
+            a15 += p0 * W[k0 + 15]
+            b0 += p1 * W[k1]
+            b1 += p1 * W[k1 + 1]
+            b2 += p1 * W[k1 + 2]
+            b3 += p1 * W[k1 + 3]
+            b4 += p1 * W[k1 + 4]
+            b5 += p1 * W[k1 + 5]
+            b6 += p1 * W[k1 + 6]
+            b7 += p1 * W[k1 + 7]
+            b8 += p1 * W[k1 + 8]
+            b9 += p1 * W[k1 + 9]
+            b10 += p1 * W[k1 + 10]
+            b11 += p1 * W[k1 + 11]
+            b12 += p1 * W[k1 + 12]
+            b13 += p1 * W[k1 + 13]
+            b14 += p1 * W[k1 + 14]
+            b15 += p1 * W[k1 + 15]
+            c0 += p2 * W[k2]
+            c1 += p2 * W[k2 + 1]
+            c2 += p2 * W[k2 + 2]
+            c3 += p2 * W[k2 + 3]
+            c4 += p2 * W[k2 + 4]
+            c5 += p2 * W[k2 + 5]
+            c6 += p2 * W[k2 + 6]
+            c7 += p2 * W[k2 + 7]
+            c8 += p2 * W[k2 + 8]
+            c9 += p2 * W[k2 + 9]
+            c10 += p2 * W[k2 + 10]
+            c11 += p2 * W[k2 + 11]
+            c12 += p2 * W[k2 + 12]
+            c13 += p2 * W[k2 + 13]
+            c14 += p2 * W[k2 + 14]
+            c15 += p2 * W[k2 + 15]
+            e0 += p3 * W[k3]
+            e1 += p3 * W[k3 + 1]
+            e2 += p3 * W[k3 + 2]
+            e3 += p3 * W[k3 + 3]
+            e4 += p3 * W[k3 + 4]
+            e5 += p3 * W[k3 + 5]
+            e6 += p3 * W[k3 + 6]
+            e7 += p3 * W[k3 + 7]
+            e8 += p3 * W[k3 + 8]
+            e9 += p3 * W[k3 + 9]
+            e10 += p3 * W[k3 + 10]
+            e11 += p3 * W[k3 + 11]
+            e12 += p3 * W[k3 + 12]
+            e13 += p3 * W[k3 + 13]
+            e14 += p3 * W[k3 + 14]
+            e15 += p3 * W[k3 + 15]
     j = 16 * blk
-    out[j, col], out[j + 1, col], out[j + 2, col], out[j + 3, col] = (a0 + b0, a1 + b1,
-                                                                      a2 + b2, a3 + b3)
-    out[j + 4, col], out[j + 5, col], out[j + 6, col], out[j + 7, col] = (a4 + b4, a5 + b5,
-                                                                          a6 + b6, a7 + b7)
-    out[j + 8, col], out[j + 9, col], out[j + 10, col], out[j + 11, col] = (a8 + b8, a9 + b9,
-                                                                            a10 + b10,
-                                                                            a11 + b11)
-    out[j + 12, col], out[j + 13, col], out[j + 14, col], out[j + 15, col] = (a12 + b12,
-                                                                              a13 + b13,
-                                                                              a14 + b14,
-                                                                              a15 + b15)
+    out[j + 0, col] = (a0 + b0) + (c0 + e0)
+    out[j + 1, col] = (a1 + b1) + (c1 + e1)
+    out[j + 2, col] = (a2 + b2) + (c2 + e2)
+    out[j + 3, col] = (a3 + b3) + (c3 + e3)
+    out[j + 4, col] = (a4 + b4) + (c4 + e4)
+    out[j + 5, col] = (a5 + b5) + (c5 + e5)
+    out[j + 6, col] = (a6 + b6) + (c6 + e6)
+    out[j + 7, col] = (a7 + b7) + (c7 + e7)
+    out[j + 8, col] = (a8 + b8) + (c8 + e8)
+    out[j + 9, col] = (a9 + b9) + (c9 + e9)
+    out[j + 10, col] = (a10 + b10) + (c10 + e10)
+    out[j + 11, col] = (a11 + b11) + (c11 + e11)
+    out[j + 12, col] = (a12 + b12) + (c12 + e12)
+    out[j + 13, col] = (a13 + b13) + (c13 + e13)
+    out[j + 14, col] = (a14 + b14) + (c14 + e14)
+    out[j + 15, col] = (a15 + b15) + (c15 + e15)
