@@ -11,11 +11,11 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from digitnet import bench
+from digitnet import bench, fast
 from digitnet.cli import app
 
 RATIOS = {"epoch_vs_sklearn", "epoch_vs_torch", "time_to_94_vs_sklearn", "seed_preset_vs_naive",
-          "inference_vs_torch"}
+          "inference_vs_torch", "inference_vs_onnxruntime", "epoch_vs_floor"}
 
 
 def numbers(tree, path=""):
@@ -47,8 +47,12 @@ def test_quick_json_reports_every_figure(mnist_dir):
         for peer in ("digitnet", "sklearn", "torch"):
             assert target in result["time_to_accuracy"][peer]
     assert {"digitnet", "naive"} <= set(result["seed_preset"])
-    assert {"digitnet", "torch", "sklearn"} <= set(result["inference"]["images_per_second"])
-    assert {"digitnet", "torch", "sklearn"} <= set(result["inference"]["single_image_seconds"])
+    peers = {"digitnet", "torch", "sklearn", "onnxruntime"}
+    assert peers <= set(result["inference"]["images_per_second"])
+    assert peers <= set(result["inference"]["single_image_seconds"])
+    assert result["inference"]["onnxruntime"]["labels_agree"] > 0.999  # the same model
+    assert result["machine"]["cpu"] and "paths" in result["machine"]
+    assert set(result["machine"]["vector_features"]) <= set(fast.cpu.VECTOR_FEATURES)
     found = dict(numbers(result))
     assert len(found) > 40
     for where, value in found.items():
@@ -103,11 +107,14 @@ def test_ratios_divide_digitnet_by_the_peer():
         "time_to_accuracy": {"digitnet": {"0.94": {"seconds": 2.0}},
                              "sklearn": {"0.94": {"seconds": 8.0}}},
         "seed_preset": {"digitnet": {"seconds": 3.0}, "naive": {"seconds": 12.0}},
-        "inference": {"images_per_second": {"digitnet": 6e6, "torch": 2e6}},
+        "inference": {"images_per_second": {"digitnet": 6e6, "torch": 2e6,
+                                            "onnxruntime": 1.5e6}},
+        "floor": {"epoch_flop_floor_s": 0.5},
     }
     assert bench.ratios(result) == {"epoch_vs_sklearn": 0.25, "epoch_vs_torch": 0.2,
                                     "time_to_94_vs_sklearn": 0.25, "seed_preset_vs_naive": 0.25,
-                                    "inference_vs_torch": 3.0}
+                                    "inference_vs_torch": 3.0, "inference_vs_onnxruntime": 4.0,
+                                    "epoch_vs_floor": 2.0}
 
 
 def test_the_naive_notebook_is_found_in_the_source_tree():

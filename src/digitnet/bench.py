@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from digitnet import datasets, fast, training
+from digitnet import bench_peers, datasets, fast, training
 from digitnet.errors import DigitnetError
 from digitnet.model import Model, Preprocessing
 
@@ -97,7 +97,7 @@ class BenchSettings:
 def check_peers() -> dict[str, str]:
     """The versions of the peers; raises :class:`MissingPeerError` naming the missing ones."""
     missing = [name for name, module in (("scikit-learn", "sklearn"), ("torch", "torch"))
-               if importlib.util.find_spec(module) is None]
+               if importlib.util.find_spec(module) is None] + bench_peers.missing()
     if missing:
         raise MissingPeerError(f"the benchmark compares with {' and '.join(missing)}, which "
                                f"{'is' if len(missing) == 1 else 'are'} not installed: "
@@ -443,8 +443,12 @@ def _inference(data: _Data, settings: BenchSettings) -> dict[str, Any]:
         "torch": _per_call(lambda: net.predict(one_t), calls),
         "sklearn": _per_call(lambda: clf.predict(one_x), max(20, calls // 10)),
     }
-    return {"images": n, "images_per_second": {k: n / v for k, v in batch.items()},
-            "single_image_seconds": single,
+    ort = bench_peers.onnxruntime_inference(model, data.test_images, reps, calls,
+                                            predictor.predict(data.test_images), settings.threads)
+    return {"images": n, "images_per_second": {**{k: n / v for k, v in batch.items()},
+                                               "onnxruntime": ort["images_per_second"]},
+            "single_image_seconds": {**single, "onnxruntime": ort["single_image_seconds"]},
+            "onnxruntime": ort,
             "digitnet_backend": predictor.backend,
             "torch_input": "a float32 tensor, standardised beforehand (not timed)",
             "digitnet_input": "the uint8 images as loaded"}
@@ -542,6 +546,7 @@ def machine(threads: int) -> dict[str, Any]:
         if importlib.util.find_spec(name) is not None:
             info[name] = __import__(name).__version__
     info["backend"] = FAST  # what the digitnet rows use (training picks by run length)
+    info.update(bench_peers.cpu_record())  # the vector features and the kernels' paths
     return info
 
 
@@ -609,4 +614,5 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
                                   / race["sklearn"]["0.94"]["seconds"]),
         "seed_preset_vs_naive": seed["digitnet"]["seconds"] / naive,
         "inference_vs_torch": speed["digitnet"] / speed["torch"],
+        **bench_peers.ratios(result),
     }

@@ -744,12 +744,13 @@ def _bench_tables(result: dict[str, Any]) -> None:
     """The benchmark's figures as Rich tables."""
     peers = {"digitnet": "digitnet", "digitnet_numpy": "digitnet (numpy)",
              "digitnet_reference": "digitnet (reference)", "sklearn": "scikit-learn",
-             "torch": "PyTorch", "naive": "naive notebook"}
+             "torch": "PyTorch", "naive": "naive notebook", "onnxruntime": "onnxruntime"}
     m = result["machine"]
     console.print(f"[bold]{m['cpu']}[/], {m['cores']} cores, {m['threads']} thread(s); numpy "
                   f"{m['numpy']} ({m.get('blas', '?')}), scikit-learn {m.get('sklearn')}, "
                   f"torch {m.get('torch')}, numba {m.get('numba', '-')}; digitnet backend "
                   f"{m['backend']}" + ("  [yellow](--quick)[/]" if result["quick"] else ""))
+    console.print(f"vector features: {' '.join(m.get('vector_features', []))}", highlight=False)
     epochs = Table(title="seconds per training epoch (60,000 images)")
     epochs.add_column("batch", justify="right")
     names = list(result["epoch_seconds"]["128"])
