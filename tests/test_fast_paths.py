@@ -36,6 +36,11 @@ def test_features_are_read_from_numba_settings(monkeypatch):
 def test_host_features_and_model_are_named():
     assert cpu.cpu_model()
     assert set(cpu.vector_features()) <= set(cpu.VECTOR_FEATURES)
+    ident = cpu.cpu_id()
+    assert set(ident) <= {"vendor", "family", "model"}
+    assert all(value.isdigit() for key, value in ident.items() if key != "vendor")
+    assert set(cpu.paths()) == {"non_zero_pixels", "inference_first_layer",
+                                "training_first_layer", "full_batch"}
 
 
 @NUMBA

@@ -35,8 +35,8 @@ def missing() -> list[str]:
 
 def cpu_record() -> dict[str, Any]:
     """The CPU model, its vector features and the kernels' paths on it."""
-    return {"cpu": cpu.cpu_model(), "vector_features": cpu.vector_features(),
-            "paths": cpu.paths()}
+    return {"cpu": cpu.cpu_model(), "cpu_id": cpu.cpu_id(),
+            "vector_features": cpu.vector_features(), "paths": cpu.paths()}
 
 
 def session(model: Model, threads: int = 1) -> Any:

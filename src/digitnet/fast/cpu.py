@@ -14,7 +14,8 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["VECTOR_FEATURES", "cpu_model", "features", "vector_features", "vector_compress"]
+__all__ = ["VECTOR_FEATURES", "cpu_model", "cpu_id", "features", "vector_features",
+           "vector_compress", "paths"]
 
 # The features worth recording beside a measurement: vector widths, byte compress, dot-product
 # and matrix units (LLVM's names; /proc/cpuinfo spells some differently, see _CPUINFO_NAMES).
@@ -34,6 +35,22 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def cpu_id() -> dict[str, str]:
+    """The vendor, family and model numbers of ``/proc/cpuinfo`` (empty where it is absent):
+    they tell apart processors that a virtual machine names alike ("AMD EPYC")."""
+    wanted = {"vendor_id": "vendor", "cpu family": "family", "model": "model"}
+    found: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in wanted and wanted[key] not in found:
+                found[wanted[key]] = value.strip()
+            if not key:  # the first processor's block has ended
+                break
+    return found
 
 
 @functools.cache
