@@ -71,7 +71,7 @@ def run(rows: list[tuple[str, str, dict]], data_dir: str | None) -> list[dict]:
         robust = robustness.accuracy_by_transform(cases, robustness.predict_cases(model, cases))
         results.append({"name": name, "command": command(preset, overrides),
                         "val": model.meta["metrics"]["dev_accuracy"], "test": test,
-                        "robust": robust["all"], "robust_by_transform": robust,
+                        "robust": robust["overall"], "robust_by_transform": robust,
                         "seconds": seconds})
     return results
 

@@ -551,9 +551,13 @@ def test_bad_image(cli: Cli, model: Path, case: str) -> None:
 
 
 def test_bad_image_among_good_ones(cli: Cli, model: Path) -> None:
+    """The bad one is named on stderr, the good ones are still predicted, and the exit is 1."""
     write(cli.work, {"a.png": png(one()), "b.png": b"", "c.png": png(one())})
-    refused(cli.in_process("predict", str(model), "a.png", "b.png", "c.png"),
-            "b.png", "empty")
+    outcome = cli.in_process("predict", str(model), "a.png", "b.png", "c.png")
+    assert outcome.code == 1 and "Traceback" not in outcome.stderr
+    assert [line.split(":")[0] for line in outcome.stdout.splitlines()] == ["a.png", "c.png"]
+    [line] = outcome.stderr.strip("\n").splitlines()
+    assert line.startswith("error: ") and "b.png" in line and "empty" in line
 
 
 GOOD_IMAGES = {

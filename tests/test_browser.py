@@ -193,3 +193,21 @@ def test_without_test_digits_the_page_hides_the_button(browser, mnist_model, ser
         assert not page.is_visible("#sample")
         assert page.is_visible("#clear")
         page.close()
+
+
+def test_the_forward_pass_panel_explains_the_drawing(page):
+    assert not page.is_visible("#explain-body")  # closed until asked
+    page.click("#explain-panel summary")
+    draw(page, [(140, 45), (138, 140), (136, 235)])
+    assert_reads(page, "1")
+    page.wait_for_selector("#explain-body table tr.sum")
+    text = page.inner_text("#explain-body")
+    assert "Z1 = x·W1 + b1" in text and "Softmax" in text
+    assert page.locator("#explain-body table").count() == 3
+    # the panel's probability of the predicted class is the one the bars show
+    shown = float(page.locator("#bars .bar.top .value").inner_text().rstrip("%"))
+    explained = float(page.locator("#explain-body td.top").last.inner_text().rstrip("%"))
+    assert explained == pytest.approx(shown, abs=0.051)  # 1 and 2 decimals of the same value
+    page.click("#clear")
+    assert "draw a digit" in page.inner_text("#explain-body")
+    assert not page.errors

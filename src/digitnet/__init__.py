@@ -9,13 +9,21 @@ Quick start::
     >>> metrics.accuracy(test_labels, model.predict(test_images))
     >>> modelfile.save(model, "models/default.safetensors")
 
-Modules: ``datasets`` (find, fetch, verify, parse), ``network`` (forward, backward, loss: pure
-NumPy), ``optim`` (gradient descent, momentum, Adam, schedules), ``training`` (configs, presets,
-the loop), ``model`` (a trained network with its preprocessing), ``modelfile`` (save/load),
-``metrics`` (accuracy, per-class figures, confusion matrix), ``imaging`` (a person's image as
-MNIST input), ``estimator`` (``DigitNetClassifier`` for scikit-learn), ``export`` (ONNX),
-``errors`` (what digitnet raises). ``digitnet.DigitNetClassifier`` is imported on first use, so
-``import digitnet`` does not import scikit-learn.
+Layers, each using only those below it (checked by ``make lint``):
+
+- core: ``network`` (forward, backward, loss: pure NumPy), ``optim`` (gradient descent,
+  momentum, Adam, the loss watch, schedules), ``preprocessing``, ``errors``;
+- ``fast`` (the engines that run the steps, and the one predictor), then ``model`` (a trained
+  network with its preprocessing), ``metrics``, ``gradcheck``;
+- training: ``training`` (the config, presets, and the trainer with its events, ``stop()`` and
+  ``state_dict()``), ``augment``, ``checkpoint``;
+- data and files: ``datasets`` (find, fetch, verify, parse), ``runner`` (train on a named
+  dataset), ``modelfile``, ``imaging`` (a person's image as MNIST input), ``export`` (ONNX);
+- applications: ``cli``, ``web``, ``estimator`` (``DigitNetClassifier`` for scikit-learn),
+  ``report``, ``robustness``, ``bench``.
+
+``digitnet.DigitNetClassifier`` is imported on first use, so ``import digitnet`` does not import
+scikit-learn.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -29,6 +29,9 @@ except ImportError:
 
 from digitnet import __version__
 from digitnet.errors import DigitnetError
+
+if TYPE_CHECKING:
+    from digitnet.bench import BenchResult
 
 
 class _Group(TyperGroup):
@@ -46,7 +49,8 @@ class _Group(TyperGroup):
 app = typer.Typer(
     cls=_Group,
     name="digitnet",
-    help="The classic 784-10-10 MNIST network, from scratch in NumPy.",
+    help="The classic 784-10-10 MNIST network, from scratch in NumPy. Every term the commands "
+    "use is explained in docs/GLOSSARY.md.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -221,10 +225,12 @@ def train(
                                                    "(replaces --epochs).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Examples per step; 0 = all "
                                                    "(full-batch).")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="gd, momentum or adam.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="gd, momentum or adam "
+                                                  "(docs/GLOSSARY.md#adam).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate α.")] = None,
-    schedule: Annotated[str | None, typer.Option(help="constant, cosine or onecycle.")] = None,
-    l2: Annotated[float | None, typer.Option(help="L2 penalty λ.")] = None,
+    schedule: Annotated[str | None, typer.Option(help="constant, cosine or onecycle "
+                                                 "(docs/GLOSSARY.md#schedule).")] = None,
+    l2: Annotated[float | None, typer.Option(help="L2 penalty λ (docs/GLOSSARY.md#l2).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     val_size: Annotated[int | None, typer.Option(help="Training images held out for "
                                                  "validation.")] = None,
@@ -248,8 +254,10 @@ def train(
 
     Ctrl-C or SIGTERM stops after the current epoch, writes a checkpoint and exits with 130 or
     143; `digitnet train --resume CHECKPOINT` goes on from there.
+
+    Terms (epoch, step, batch, Adam, one-cycle, L2, validation): docs/GLOSSARY.md#training.
     """
-    from digitnet import checkpoint, modelfile, runner, training
+    from digitnet import checkpoint, modelfile, runner, snapshots, training
 
     overrides = dict(hidden=hidden, layers=layers, epochs=epochs, iterations=iterations,
                      batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule,
@@ -273,13 +281,16 @@ def train(
         fail(f"{out}: cannot be written, {blocked} is a file, not a folder")
     progress, show = _train_progress(
         config.iterations or config.epochs, quiet or as_json, config.iterations is not None)
+    recorder = snapshots.Recorder()  # W1 at a few points of the run, for the report
     with progress, _StopSignals() as stop:
         data = runner.load_data(config.dataset, data_dir, progressbar=RichDownloadBar())
         trainer = runner.make_trainer(config, data, resume)
         stop.connect(trainer.stop)
         saved_at = trainer.epoch
-        for record in trainer.events():
+        recorder.observe(trainer.step, trainer.total_steps, trainer.params, trainer.epoch)
+        for record in trainer.events(snapshots=True):
             show(record)
+            recorder.observe(record.step, record.total_steps, record.params, record.epoch)
             if checkpoint_every and record.epoch // checkpoint_every > saved_at // checkpoint_every:
                 checkpoint.save(trainer, checkpoint_path)
                 saved_at = record.epoch
@@ -293,12 +304,17 @@ def train(
                 f"--out {out}"), soft_wrap=True)
             raise typer.Exit(stop.exit_code)
     model = runner.finish(trainer.result(), data)
+    model.meta["snapshots"] = recorder.to_meta()
     modelfile.save(model, out)
     metrics = model.meta["metrics"]
     if as_json:
         print_json({**metrics, "model": str(out), "preset": config.preset,
                     "config": config.to_dict()})
         return
+    if not quiet:  # the progress bar is gone: the per-epoch figures stay on screen
+        from digitnet.terminal import history_table
+
+        console.print(history_table(model.meta["history"], config.batch_size == 0))
     table = Table(title=f"{config.preset} preset: {'-'.join(map(str, model.sizes))} network")
     for column in ("train", "dev (validation)", "test", "seconds", "epochs", "steps"):
         table.add_column(column, justify="right")
@@ -395,7 +411,10 @@ def evaluate(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Accuracy, per-class precision/recall/F1 and the confusion matrix of a model."""
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix of a model.
+
+    Terms: docs/GLOSSARY.md#measuring.
+    """
     from digitnet import metrics
 
     _check_split(split)
@@ -437,13 +456,23 @@ def predict(
                                                 "dataset instead (with --index).")] = None,
     index: Annotated[int | None, typer.Option(help="Which digit of --dataset.")] = None,
     split: Annotated[str, typer.Option(help="Split of --dataset.")] = "test",
+    show: Annotated[bool, typer.Option("--show", help="Draw the 28x28 input the network "
+                                       "reads (on stderr with --json).")] = False,
+    save_input: Annotated[Path | None, typer.Option(
+        "--save-input", metavar="DIR", help="Write each 28x28 input as DIR/<name>.28x28.png."
+    )] = None,
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Predict the digit in a person's own images (or one stored digit)."""
+    """Predict the digit in a person's own images (or one stored digit).
+
+    An image that cannot be read is named on stderr and the others are still predicted; the
+    exit status is then 1. With --json, refused images are listed with their error. The input
+    is made as MNIST was: docs/GLOSSARY.md#mnist-preprocessing.
+    """
     import numpy as np
 
-    from digitnet import imaging
+    from digitnet import cli_inputs, imaging
 
     _check_split(split)
     model = _load_model(model_path)
@@ -451,9 +480,13 @@ def predict(
     n_classes = model.sizes[-1]
     if not 1 <= top <= n_classes:
         fail(f"--top {top} is out of range; it must be between 1 and {n_classes}")
+    if save_input is not None and save_input.exists() and not save_input.is_dir():
+        fail(f"--save-input {save_input}: is a file; give a folder for the 28x28 PNGs")
     inputs: list[np.ndarray] = []
     names: list[str] = []
     truths: list[int | None] = []
+    refused: list[dict[str, Any]] = []
+    order: list[dict[str, Any] | int] = []  # each image as given: a refusal, or its input
     if dataset is not None or index is not None:
         if images:
             fail("give image files or --dataset/--index, not both")
@@ -466,34 +499,42 @@ def predict(
         inputs.append(data[index])
         names.append(f"{dataset}[{split}][{index}]")
         truths.append(int(labels[index]))
+        order.append(0)
     elif not images:
         fail("give at least one image file, or --dataset and --index")
     else:
         for path in images:
-            inputs.append(imaging.preprocess(path))
+            try:
+                inputs.append(imaging.preprocess(path))
+            except DigitnetError as exc:  # named now, and the others still predicted
+                _print_error(exc)
+                refused.append({"file": str(path), "refused": True, "error": str(exc)})
+                order.append(refused[-1])
+                continue
+            order.append(len(names))
             names.append(str(path))
             truths.append(None)
-    probabilities = model.predict_proba(np.stack(inputs))
-    results = []
-    for name, p, truth in zip(names, probabilities, truths, strict=True):
+    saved = cli_inputs.save(save_input, names, inputs, images or []) if save_input else []
+    probabilities = model.predict_proba(np.stack(inputs)) if inputs else []
+    answers: list[dict[str, Any]] = []
+    for k, (name, p, truth) in enumerate(zip(names, probabilities, truths, strict=True)):
         result = {"file": name, "label": int(np.argmax(p)),
                   "probabilities": [round(float(v), 6) for v in p]}
         if truth is not None:
             result["true_label"] = truth
-        results.append(result)
+        if saved:
+            result["input_png"] = str(saved[k])
+        answers.append(result)
+    results = [answers[slot] if isinstance(slot, int) else slot for slot in order]
     if as_json:
         print_json(results)
-        return
-    class_names = model.class_names
-    for result in results:
-        p = np.asarray(result["probabilities"])
-        best = np.argsort(-p)[:top]
-        shown = ", ".join(f"{class_names[k]} {p[k]:.1%}" for k in best)
-        truth_label = result.get("true_label")
-        truth_text = f" (true: {class_names[truth_label]})" if truth_label is not None else ""
-        # Text, not markup: file and class names are shown as they are
-        console.print(Text.assemble(f"{result['file']}: ", (class_names[result["label"]], "bold"),
-                                    f"{truth_text}  ", (shown, "dim")), highlight=False)
+    else:
+        cli_inputs.print_predictions(console, [r for r in results if "label" in r],
+                                     model.class_names, top)
+    if show:
+        cli_inputs.show(err_console if as_json else console, names, inputs)
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -501,7 +542,10 @@ def info(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
     as_json: Json = False,
 ) -> None:
-    """What a model file says about itself: architecture, training, metrics, data hashes."""
+    """What a model file says about itself: architecture, training config, metrics, hashes.
+
+    Terms: docs/GLOSSARY.md.
+    """
     model = _load_model(model_path)  # loading verifies the weights' SHA-256
     meta = model.meta
     summary = {
@@ -526,6 +570,13 @@ def info(
     table.add_row("preset", escape(str(summary["preset"])))  # text from the file, not markup
     table.add_row("digitnet", escape(str(summary["digitnet_version"])))
     table.add_row("weights SHA-256", f"{summary['weights_sha256']} (verified)")
+    pre = summary["preprocessing"]
+    table.add_row("input", escape(f"x = (pixels × {pre.get('scale', 1):.6g} − "
+                                  f"{pre.get('mean', 0):.6g}) / {pre.get('std', 1):.6g}"),
+                  end_section=True)
+    for key, value in summary["config"].items():  # the whole training config, as saved
+        table.add_row(escape(f"config {key}"), escape("none" if value is None else str(value)))
+    table.add_section()
     for key, value in summary["metrics"].items():
         if key.endswith("accuracy") and isinstance(value, float):
             shown = f"{value:.2%}"
@@ -551,7 +602,8 @@ def robustness(
     """Accuracy on MNIST test digits rendered like handwriting on paper, through predict's path.
 
     Each transform (stroke thickness, slant, scale, rotation, position, blur, contrast, noise,
-    and all at once) turns test digits into dark-on-light images of their own size.
+    and everything at once) turns test digits into dark-on-light images of their own size;
+    "overall" is the accuracy over all of them. Terms: docs/GLOSSARY.md#robustness.
     """
     from digitnet import datasets
     from digitnet import robustness as rob
@@ -572,8 +624,10 @@ def robustness(
     table = Table(title=f"digits as people write them ({per_transform} per transform)")
     table.add_column("transform")
     table.add_column("accuracy", justify="right")
+    shown = {"everything": "everything at once (each digit)",
+             "overall": "overall (every digit above)"}
     for name, value in result.items():
-        table.add_row(name, f"{value:.1%}")
+        table.add_row(shown.get(name, name), f"{value:.1%}", end_section=name == "everything")
     console.print(table)
 
 
@@ -613,7 +667,12 @@ def report(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Figures of what the network learned and a self-contained HTML report."""
+    """Figures of what the network learned and how it was trained, in one HTML page.
+
+    The training curves, the learning-rate schedule, the hidden units' weights at several
+    points of training, the confusion matrix, what each unit looks for, the mistakes.
+    Terms: docs/GLOSSARY.md.
+    """
     _check_split(split)
     if out.exists() and not out.is_dir():
         fail(f"{out}: is a file; give a folder for the report")
@@ -662,8 +721,11 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     data_dir: DataDir = None,
+    allow_train: Annotated[bool, typer.Option("--allow-train", help="Let the page train "
+                                              "networks on an address other than loopback "
+                                              "(training costs CPU).")] = False,
 ) -> None:
-    """Serve the drawing page: draw a digit and watch the network read it."""
+    """Serve the drawing page: draw a digit and watch the network read it, or train one."""
     import logging
 
     if not 0 <= port <= 65535:
@@ -673,10 +735,12 @@ def serve(
         import uvicorn
 
         from digitnet.web.app import create_app
+        from digitnet.web.runs import TrainSettings
     except ImportError as exc:
         fail(f"serve needs the web extra ({exc.name} is missing): pip install 'digitnet[web]'")
     try:
-        web_app = create_app(model, _sample_digits(model, data_dir))
+        web_app = create_app(model, _sample_digits(model, data_dir),
+                             training=TrainSettings.for_host(host, allow_train, data_dir))
     except ValueError as exc:
         fail(f"{model_path}: {exc}")
     handler = logging.StreamHandler()
@@ -688,7 +752,8 @@ def serve(
     console.print(f"serving {escape(str(model_path))} on [bold]http://{escape(shown)}:{port}/[/] "
                   "(Ctrl+C stops)",
                   highlight=False)
-    uvicorn.run(web_app, host=host, port=port, log_level="info")
+    # Open event streams are closed after 3 s, so Ctrl+C stops a training run without waiting.
+    uvicorn.run(web_app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
 
 
 @app.command()
@@ -735,82 +800,88 @@ def bench(
     with err_console.status("benchmarking") as status:
         result = benchmark.run(data_dir, settings, progress=lambda m: status.update(m))
     if as_json:
-        print_json(result)
+        print_json(result.to_dict())
         return
     _bench_tables(result)
 
 
-def _bench_tables(result: dict[str, Any]) -> None:
+def _bench_tables(result: BenchResult) -> None:
     """The benchmark's figures as Rich tables."""
     peers = {"digitnet": "digitnet", "digitnet_numpy": "digitnet (numpy)",
              "digitnet_reference": "digitnet (reference)", "sklearn": "scikit-learn",
-             "torch": "PyTorch", "naive": "naive notebook", "onnxruntime": "onnxruntime"}
-    m = result["machine"]
-    console.print(f"[bold]{m['cpu']}[/], {m['cores']} cores, {m['threads']} thread(s); numpy "
-                  f"{m['numpy']} ({m.get('blas', '?')}), scikit-learn {m.get('sklearn')}, "
-                  f"torch {m.get('torch')}, numba {m.get('numba', '-')}; digitnet backend "
-                  f"{m['backend']}" + ("  [yellow](--quick)[/]" if result["quick"] else ""))
-    console.print(f"vector features: {' '.join(m.get('vector_features', []))}", highlight=False)
+             "torch": "PyTorch", "onnxruntime": "onnxruntime"}
+    m = result.machine
+    console.print(f"[bold]{m.cpu}[/], {m.cores} cores, {m.threads} thread(s); numpy "
+                  f"{m.numpy} ({m.blas or '?'}), scikit-learn {m.sklearn}, torch {m.torch}, "
+                  f"numba {m.numba or '-'}; digitnet backend {m.backend}"
+                  + ("  [yellow](--quick)[/]" if result.quick else ""))
+    if m.vector_features is not None:
+        console.print(f"vector features: {' '.join(m.vector_features) or 'none'}",
+                      highlight=False)
     epochs = Table(title="seconds per training epoch (60,000 images)")
     epochs.add_column("batch", justify="right")
-    names = list(result["epoch_seconds"]["128"])
+    names = [name for name, _ in result.epoch_seconds[0].seconds.items()]
     for name in names:
         epochs.add_column(peers[name], justify="right")
-    for batch, row in result["epoch_seconds"].items():
-        epochs.add_row(batch, *(f"{row[name]:.4f}" for name in names))
+    for row in result.epoch_seconds:
+        epochs.add_row(str(row.batch), *(f"{value:.4f}" for _, value in row.seconds.items()))
     console.print(epochs)
-    race = result["time_to_accuracy"]
-    table = Table(title=f"seconds from scratch to a test accuracy (cap {race['cap_seconds']:g} s;"
+    race = result.time_to_accuracy
+    table = Table(title=f"seconds from scratch to a test accuracy (cap {race.cap_seconds:g} s;"
                   " evaluation not counted)")
     table.add_column("target", justify="right")
+    racers = (race.digitnet, race.sklearn, race.torch)
     for name in ("digitnet", "sklearn", "torch"):
         table.add_column(peers[name], justify="right")
-    for target in race["digitnet"]:
+    for k, first in enumerate(race.digitnet.targets):
         cells = []
-        for name in ("digitnet", "sklearn", "torch"):
-            r = race[name][target]
-            mark = "" if r["reached"] else " (not reached)"
-            cells.append(f"{r['seconds']:.2f} ({r['epochs']} ep){mark}")
-        table.add_row(f"{float(target):.0%}", *cells)
+        for peer in racers:
+            r = peer.targets[k]
+            mark = "" if r.reached else " (not reached)"
+            cells.append(f"{r.seconds:.2f} ({r.epochs} ep){mark}")
+        table.add_row(f"{first.target:.0%}", *cells)
     console.print(table)
-    seed = result["seed_preset"]
-    table = Table(title=f"the seed preset: {seed['iterations']} full-batch iterations")
+    seed = result.seed_preset
+    table = Table(title=f"the seed preset: {seed.iterations} full-batch iterations")
     for column in ("", "seconds", "ms per iteration", "test accuracy"):
         table.add_column(column, justify="right")
-    for name in ("digitnet", "naive"):
-        if name in seed:
-            r = seed[name]
-            table.add_row(peers[name], f"{r['seconds']:.2f}",
-                          f"{1000 * r['seconds_per_iteration']:.1f}",
-                          f"{r['test_accuracy']:.2%}")
+    for label, run in (("digitnet", seed.digitnet), ("naive notebook", seed.naive)):
+        table.add_row(label, f"{run.seconds:.2f}", f"{1000 * run.seconds_per_iteration:.1f}",
+                      f"{run.test_accuracy:.2%}")
     console.print(table)
-    inference = result["inference"]
-    table = Table(title=f"inference on the {inference['images']:,} test images")
+    inference = result.inference
+    table = Table(title=f"inference on the {inference.images:,} test images")
     for column in ("", "images per second", "one image (µs)"):
         table.add_column(column, justify="right")
-    for name, speed in inference["images_per_second"].items():
-        one = inference["single_image_seconds"].get(name)
+    single = dict(inference.single_image_seconds.items())
+    for name, speed in inference.images_per_second.items():
+        one = single.get(name)
         table.add_row(peers[name], f"{speed:,.0f}", "" if one is None else f"{1e6 * one:.1f}")
     console.print(table)
-    floor = result["floor"]
+    floor = result.floor
     table = Table(title="the machine and memory")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    table.add_row("float32 matmul", f"{floor['matmul_gflops']:.1f} GFLOP/s")
-    table.add_row("array copy", f"{floor['copy_gb_per_s']:.1f} GB/s")
+    table.add_row("float32 matmul", f"{floor.matmul_gflops:.1f} GFLOP/s")
+    table.add_row("array copy", f"{floor.copy_gb_per_s:.1f} GB/s")
     table.add_row("epoch floor: FLOPs / stream float32 inputs",
-                  f"{floor['epoch_flop_floor_s']:.4f} s / {floor['epoch_stream_floor_s']:.4f} s")
-    for run in result["memory"]:
-        table.add_row(f"peak RSS, default training ({run['backend']} backend)",
-                      f"{run['peak_rss_mib']:.0f} MiB")
+                  f"{floor.epoch_flop_floor_s:.4f} s / {floor.epoch_stream_floor_s:.4f} s")
+    for memory in result.memory:
+        table.add_row(f"peak RSS, default training ({memory.backend} backend)",
+                      f"{memory.peak_rss_mib:.0f} MiB")
     console.print(table)
     ratios = Table(title="digitnet divided by the peer (times: lower is better; images/s: "
                    "higher is better)")
     ratios.add_column("ratio")
     ratios.add_column("value", justify="right")
-    for name, value in result["ratios"].items():
+    for name, value in result.ratios.to_dict().items():
         ratios.add_row(name, f"{value:.3f}")
     console.print(ratios)
+
+
+from digitnet.cli_explain import explain as _explain  # noqa: E402  (needs app, defined above)
+
+app.command(name="explain")(_explain)
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any,

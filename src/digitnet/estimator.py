@@ -34,24 +34,25 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "pip install 'digitnet[sklearn]'") from exc
 
 from digitnet.errors import ConfigError
+from digitnet.estimator_params import (
+    ParameterError,
+    as_parameter_error,
+    require,
+    seed_of,
+    train_until_converged,
+)
 from digitnet.model import Model, Preprocessing
 from digitnet.network import Params
-from digitnet.training import TrainConfig, Trainer, make_config
+from digitnet.training import TrainConfig, Trainer, make_config, with_overrides
 
 __all__ = ["DigitNetClassifier", "ParameterError"]
 
 # Input dtypes kept as they are; anything else (int64, object, lists) becomes float64. uint8 is
 # kept so that "auto" can recognise pixels and MNIST's 47 MB stays 47 MB.
 _INPUT_DTYPES = [np.float64, np.float32, np.uint8]
-_SEED_LIMIT = 2**63 - 1  # TrainConfig's seed bound
-
-
-class ParameterError(ConfigError, ValueError):
-    """A hyper-parameter is out of range or of the wrong type.
-
-    Both a :class:`~digitnet.errors.ConfigError` (so the command line shows one line) and a
-    ``ValueError`` (what scikit-learn's tools expect from ``fit``).
-    """
+_MAX_EPOCHS = 100_000  # TrainConfig's epochs bound: min_steps may ask one step an epoch
+# The parameters a model file's training config cannot tell (fit's plan and stopping rule).
+_NOT_IN_CONFIG = ("epochs", "min_steps", "tol", "n_iter_no_change")
 
 
 class DigitNetClassifier(ClassifierMixin, BaseEstimator):
@@ -74,11 +75,25 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
     batch_size : int, default=64
         Examples per gradient step; 0 means all of them (full-batch gradient descent).
     epochs : int, default=15
-        Passes over the training rows in ``fit``.
+        Passes over the training rows in ``fit``: MNIST's 60,000 rows take 15 (the ``default``
+        preset). On fewer rows ``fit`` runs more epochs, as many as ``min_steps`` needs, and
+        stops sooner once the training loss stops falling (``tol``, ``n_iter_no_change``).
     l2 : float, default=1e-4
         λ of the L2 penalty λ/2·ΣW² on the weights.
     schedule : {"onecycle", "cosine", "constant"}, default="onecycle"
         Learning-rate schedule over the run; see :class:`digitnet.optim.Schedule`.
+    min_steps : int, default=1000
+        The fewest gradient steps ``fit`` plans: when ``epochs`` passes take fewer (a few
+        hundred rows make a few batches an epoch), the epochs are raised to reach it, so a
+        small data set trains as long as a large one needs to. 0 keeps ``epochs`` as given.
+    tol : float, default=1e-4
+        ``fit`` ends early once the training loss (``loss_curve_``) has not fallen below its
+        best by at least ``tol`` for more than ``n_iter_no_change`` epochs in a row
+        (scikit-learn's ``MLPClassifier`` rule). With ``validation_size``, the best
+        validation epoch is still the one kept.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of ``tol`` that end ``fit`` (full-batch runs count
+        their records, one every 10 steps).
     validation_size : float or int, default=0
         Rows held out to validate after each epoch: a fraction in [0, 1) or a count. When
         positive, the epoch with the best validation accuracy is kept (``validation_scores_``).
@@ -125,7 +140,10 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
     best_validation_score_ : float or None
         The best of ``validation_scores_``; its epoch's weights are the ones kept.
     n_iter_ : int
-        Epochs run (``partial_fit`` adds one per call).
+        Epochs run (``partial_fit`` adds one per call; full-batch runs count records of 10
+        steps).
+    converged_ : bool
+        Whether the last ``fit`` ended early because the loss stopped falling (``tol``).
     history_ : dict of str to list
         Every per-epoch figure the trainer records (loss, accuracy, lr, seconds, ...).
 
@@ -151,6 +169,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
     validation_scores_: list[float] | None
     best_validation_score_: float | None
     n_iter_: int
+    converged_: bool
     history_: dict[str, list[float]]
     _optimizer_state: dict[str, np.ndarray]
     _meta: dict[str, Any]
@@ -165,6 +184,9 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         epochs: int = 15,
         l2: float = 1e-4,
         schedule: str = "onecycle",
+        min_steps: int = 1000,
+        tol: float = 1e-4,
+        n_iter_no_change: int = 10,
         validation_size: float | int = 0,
         random_state: Any = None,
         input_scale: str | float = "auto",
@@ -177,6 +199,9 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         self.epochs = epochs
         self.l2 = l2
         self.schedule = schedule
+        self.min_steps = min_steps
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
         self.validation_size = validation_size
         self.random_state = random_state
         self.input_scale = input_scale
@@ -206,11 +231,18 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=_INPUT_DTYPES)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
+        codes = codes.reshape(-1)
         config = self._config(len(X), partial=False)
-        trainer = Trainer(config, X, codes.reshape(-1), len(self.classes_),
-                          self._input_transform(X))
+        transform = self._input_transform(X)
+        trainer = Trainer(config, X, codes, len(self.classes_), transform)
+        if trainer.total_steps < self.min_steps:  # few rows: more epochs, as many as needed
+            config = self._with_epochs(config, math.ceil(self.min_steps
+                                                         / trainer.steps_per_epoch))
+            trainer = Trainer(config, X, codes, len(self.classes_), transform)
         self.__dict__.pop("_optimizer_state", None)  # partial_fit after fit: a fresh optimizer
-        self._store(trainer, trainer.run(), config, reset=True)
+        self.converged_ = train_until_converged(trainer, float(self.tol),
+                                                 int(self.n_iter_no_change))
+        self._store(trainer, trainer.result(), config, reset=True)
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> DigitNetClassifier:
@@ -261,16 +293,26 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
                 state["optimizer"] = self._optimizer_state
             trainer.load_state_dict(state)
         self._store(trainer, trainer.run(), config, reset=first)
+        self.converged_ = False
         self._optimizer_state = trainer.state_dict()["optimizer"]
         return self
 
     def _config(self, n_samples: int, partial: bool) -> TrainConfig:
-        for name in ("hidden_units", "n_layers", "batch_size", "epochs"):
-            _require(name, getattr(self, name), numbers.Integral)
-        for name in ("learning_rate", "l2"):
-            _require(name, getattr(self, name), numbers.Real)
+        for name in ("hidden_units", "n_layers", "batch_size", "epochs", "min_steps",
+                     "n_iter_no_change"):
+            require(name, getattr(self, name), numbers.Integral)
+        for name in ("learning_rate", "l2", "tol"):
+            require(name, getattr(self, name), numbers.Real)
         for name in ("optimizer", "schedule"):
-            _require(name, getattr(self, name), str)
+            require(name, getattr(self, name), str)
+        if not 0 <= self.min_steps <= _MAX_EPOCHS:
+            raise ParameterError(f"min_steps = {self.min_steps} is out of range; it must be "
+                                 f">= 0 and <= {_MAX_EPOCHS:,}", "min_steps")
+        if not (math.isfinite(self.tol) and self.tol >= 0):
+            raise ParameterError(f"tol = {self.tol!r} must be a finite number >= 0", "tol")
+        if self.n_iter_no_change < 1:
+            raise ParameterError(f"n_iter_no_change = {self.n_iter_no_change} must be >= 1",
+                                 "n_iter_no_change")
         try:
             return make_config(
                 "default", dataset="arrays", hidden=int(self.hidden_units),
@@ -279,26 +321,35 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
                 epochs=1 if partial else int(self.epochs), l2=float(self.l2),
                 schedule="constant" if partial else self.schedule,
                 val_size=0 if partial else self._validation_count(n_samples),
-                select_best=not partial, seed=_seed(self.random_state))
+                select_best=not partial, seed=seed_of(self.random_state))
         except ParameterError:
             raise
         except ConfigError as exc:
-            raise ParameterError(_estimator_names(str(exc))) from None
+            raise as_parameter_error(exc) from None
+
+    @staticmethod
+    def _with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
+        try:
+            return with_overrides(config, epochs=epochs)
+        except ConfigError as exc:
+            raise as_parameter_error(exc) from None
 
     def _validation_count(self, n_samples: int) -> int:
         size = self.validation_size
         if isinstance(size, numbers.Integral) and not isinstance(size, bool):
             count = int(size)
             if count < 0:
-                raise ParameterError(f"validation_size = {count} must be >= 0")
+                raise ParameterError(f"validation_size = {count} must be >= 0",
+                                     "validation_size")
         elif isinstance(size, numbers.Real) and 0 <= size < 1:
             count = math.ceil(float(size) * n_samples)
         else:
             raise ParameterError(f"validation_size = {size!r} must be a fraction in [0, 1) or "
-                                 "a count of rows")
+                                 "a count of rows", "validation_size")
         if count >= n_samples:
             raise ParameterError(f"validation_size = {size!r} holds out {count} of "
-                                 f"{n_samples} rows, leaving none to train on")
+                                 f"{n_samples} rows, leaving none to train on",
+                                 "validation_size")
         return count
 
     def _input_transform(self, X: np.ndarray) -> Preprocessing | None:
@@ -306,7 +357,8 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         scale = self.input_scale
         if isinstance(scale, str):
             if scale != "auto":
-                raise ParameterError(f"input_scale = {scale!r}; use 'auto' or a positive number")
+                raise ParameterError(f"input_scale = {scale!r}; use 'auto' or a positive number",
+                                     "input_scale")
             if X.dtype == np.uint8:
                 return None
             mean = float(np.mean(X, dtype=np.float64))
@@ -314,7 +366,8 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
             return Preprocessing(1.0, mean, std if std > 0 and math.isfinite(std) else 1.0)
         if (not isinstance(scale, numbers.Real) or isinstance(scale, bool)
                 or not math.isfinite(scale) or scale <= 0):
-            raise ParameterError(f"input_scale = {scale!r}; use 'auto' or a positive number")
+            raise ParameterError(f"input_scale = {scale!r}; use 'auto' or a positive number",
+                                 "input_scale")
         return Preprocessing(float(scale), 0.0, 1.0)
 
     def _store(self, trainer: Trainer, model: Model, config: TrainConfig, reset: bool) -> None:
@@ -337,7 +390,8 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
-        self._meta = {**model.meta, "history": history, "trained_with": "DigitNetClassifier"}
+        self._meta = {**model.meta, "history": history, "trained_with": "DigitNetClassifier",
+                      "estimator": {name: getattr(self, name) for name in _NOT_IN_CONFIG}}
 
     # -- prediction ---------------------------------------------------------------------------
 
@@ -439,6 +493,9 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         sizes = model.sizes
         saved = model.meta.get("config")
         saved = saved if isinstance(saved, dict) else {}
+        own = model.meta.get("estimator")  # what a DigitNetClassifier's file adds
+        own = {k: v for k, v in own.items() if k in _NOT_IN_CONFIG} \
+            if isinstance(own, dict) else {}
         pre = model.preprocessing
         standardized = pre.mean != 0.0 or pre.std != 1.0
         clf = cls(
@@ -447,9 +504,10 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
             optimizer=saved.get("optimizer", "adam"),
             learning_rate=saved.get("lr", 0.01),
             batch_size=saved.get("batch_size", 64),
-            epochs=saved.get("epochs", 15),
+            epochs=own.pop("epochs", saved.get("epochs", 15)),
             l2=saved.get("l2", 1e-4),
             schedule=saved.get("schedule", "onecycle"),
+            **own,
             validation_size=saved.get("val_size", 0),
             random_state=saved.get("seed"),
             input_scale="auto" if standardized else pre.scale,
@@ -471,6 +529,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         clf.n_iter_ = len(clf.loss_curve_)
         clf.validation_scores_ = None
         clf.best_validation_score_ = None
+        clf.converged_ = False
         clf._meta = dict(model.meta)
         return clf
 
@@ -495,39 +554,3 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         from digitnet import modelfile
 
         return cls.from_model(modelfile.load(path))
-
-
-def _require(name: str, value: Any, kind: type) -> None:
-    if not isinstance(value, kind) or isinstance(value, bool):
-        expected = ("an integer" if kind is numbers.Integral else
-                    "a number" if kind is numbers.Real else "a string")
-        raise ParameterError(f"{name} = {value!r} must be {expected}")
-
-
-def _seed(random_state: Any) -> int:
-    """One integer seed for the trainer, from scikit-learn's kinds of random_state."""
-    if random_state is None:
-        return int(np.random.default_rng().integers(_SEED_LIMIT))  # fresh OS entropy
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        seed = int(random_state)
-        if not 0 <= seed <= _SEED_LIMIT:
-            raise ParameterError(f"random_state = {seed} must be between 0 and 2**63-1")
-        return seed
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(_SEED_LIMIT))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(np.iinfo(np.int32).max))
-    raise ParameterError(f"random_state = {random_state!r} must be None, an integer, a "
-                         "numpy Generator or a RandomState")
-
-
-# The trainer's messages name TrainConfig's fields; say them as this estimator's parameters.
-_PARAMETER_NAMES = {"hidden": "hidden_units", "layers": "n_layers", "lr": "learning_rate",
-                    "val_size": "validation_size"}
-
-
-def _estimator_names(message: str) -> str:
-    for field_name, param in _PARAMETER_NAMES.items():
-        if message.startswith(f"{field_name} = "):
-            return param + message[len(field_name):]
-    return message

@@ -30,7 +30,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from digitnet import __version__, metrics
+from digitnet import __version__, metrics, report_lessons
 from digitnet._atomic import atomic_write_bytes
 from digitnet.model import Model
 
@@ -52,9 +52,16 @@ __all__ = [
 FIGURES: dict[str, tuple[str, str]] = {
     "training_curves.png": (
         "Training curves",
-        "Loss and accuracy after each epoch, on the training batches and on the held-out "
-        "validation images. The dashed line marks the epoch whose weights were kept.",
+        "Loss and accuracy after each epoch (after every recorded step for a full-batch run, "
+        "where one epoch is one step), on the training batches and on the held-out validation "
+        "images. An epoch's training figure is the mean over its minibatches, taken while the "
+        "weights were still improving (and its loss includes the L2 penalty); validation is "
+        "measured once, with the weights at the epoch's end. That is why epoch 1's training "
+        "loss sits above its validation loss. Later, a training curve below validation is the "
+        "network fitting its training images more closely than new ones. The dashed line "
+        "marks the epoch whose weights were kept.",
     ),
+    **report_lessons.FIGURES,  # how it was trained: the schedule, the weights over time
     "confusion_matrix.png": (
         "Confusion matrix",
         "Row i, column j counts the images of class i that the network called j. The colour is "
@@ -64,12 +71,14 @@ FIGURES: dict[str, tuple[str, str]] = {
         "What each hidden unit looks for",
         "Each image is one hidden unit's incoming weights W1, one per pixel: blue pixels raise "
         "the unit's activation when inked, red ones lower it (white is zero, one shared scale). "
-        "The bars below are the unit's outgoing weights W2, its vote for each class.",
+        "The bars below are the unit's outgoing weights W2, its vote for each class: a firing "
+        "unit adds activation × W2 to each class's logit.",
     ),
     "class_activations.png": (
         "Average hidden activation per class",
-        "The mean activation A1 of each hidden unit over the images of each class: which units "
-        "fire for which digits.",
+        "The mean activation A1 = max(0, Z1) of each hidden unit over the images of each class: "
+        "which units fire for which digits. A1 has no physical unit: it is a weighted sum of "
+        "standardised pixels, on the scale the colour bar shows; 0 means silent.",
     ),
     "confident_mistakes.png": (
         "The most confident mistakes",
@@ -77,6 +86,7 @@ FIGURES: dict[str, tuple[str, str]] = {
         "the true label, the prediction and that probability.",
     ),
 }
+
 
 DIVERGING = "RdBu"  # red for negative, blue for positive, white at zero
 SEQUENTIAL = "Blues"
@@ -132,15 +142,22 @@ def training_curves_figure(model: Model) -> Figure:
     loss_ax, acc_ax = fig.subplots(1, 2)
     series = {name: np.asarray(history.get(name) or [np.nan] * len(epochs), dtype=float)
               for name in ("loss", "val_loss", "train_accuracy", "val_accuracy")}
-    loss_ax.plot(epochs, series["loss"], "o-", ms=3, label="training")
-    loss_ax.plot(epochs, series["val_loss"], "s-", ms=3, label="validation")
-    loss_ax.set(title="Cross-entropy loss", xlabel="epoch", ylabel="loss")
-    acc_ax.plot(epochs, 100 * series["train_accuracy"], "o-", ms=3, label="training")
-    acc_ax.plot(epochs, 100 * series["val_accuracy"], "s-", ms=3, label="validation")
-    acc_ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    # A full-batch run's epoch is one gradient step: count steps, as the seed's notebook does.
+    by_step = report_lessons.full_batch(model) and len(history.get("step") or []) == len(epochs)
+    x = np.asarray(history["step"], dtype=float) if by_step else epochs
+    xlabel = "gradient step (full batch: all training images each)" if by_step else "epoch"
+    marker = {"ms": 0 if len(x) > 60 else 3}
+    loss_ax.plot(x, series["loss"], "o-", **marker, label="training")
+    loss_ax.plot(x, series["val_loss"], "s-", **marker, label="validation")
+    loss_ax.set(title="Cross-entropy loss", xlabel=xlabel,
+                ylabel="mean cross-entropy (nats per image)")
+    acc_ax.plot(x, 100 * series["train_accuracy"], "o-", **marker, label="training")
+    acc_ax.plot(x, 100 * series["val_accuracy"], "s-", **marker, label="validation")
+    acc_ax.set(title="Accuracy", xlabel=xlabel, ylabel="accuracy (% of images)")
     chosen = (model.meta.get("metrics") or {}).get("chosen_epoch")
+    select = (model.meta.get("config") or {}).get("select_best", True)
     for ax in (loss_ax, acc_ax):
-        if chosen is not None and len(epochs) > 1:
+        if chosen is not None and select and len(epochs) > 1 and not by_step:
             ax.axvline(chosen, color="grey", ls="--", lw=1, label=f"kept (epoch {chosen})")
         ax.grid(alpha=0.3)
         ax.legend(frameon=False)
@@ -208,8 +225,12 @@ def hidden_units_figure(model: Model, max_units: int = 20, columns: int = 5) -> 
             bars.set_xticks(range(len(votes)), [str(k) for k in range(len(votes))],
                             fontsize=7)
             bars.tick_params(axis="y", labelsize=6)
+            if col == 0:
+                bars.set_ylabel("W2 (vote)", fontsize=7)
+            bars.set_xlabel("class", fontsize=7, labelpad=1)
     if image is not None:
-        fig.colorbar(image, ax=fig.axes, shrink=0.5, label="incoming weight", pad=0.01)
+        fig.colorbar(image, ax=fig.axes, shrink=0.5, label="incoming weight W1 (per pixel)",
+                     pad=0.01)
     title = "Hidden units: incoming weights (images) and outgoing weights to each class (bars)"
     if shown < n_units:
         title += f"; the first {shown} of {n_units} units"
@@ -230,9 +251,9 @@ def class_activations_figure(model: Model, images: np.ndarray, labels: np.ndarra
     fig = _new_figure(min(2.5 + 0.55 * h, 20), 5.2)
     ax = fig.subplots()
     picture = ax.imshow(means, cmap="magma", aspect="auto", vmin=0)
-    fig.colorbar(picture, ax=ax, label="mean activation")
+    fig.colorbar(picture, ax=ax, label="mean activation A1 (no unit; 0 = silent)")
     ax.set_yticks(range(n_classes), [name[:10] for name in model.class_names])
-    ax.set(xlabel="hidden unit", ylabel="true class")
+    ax.set(xlabel="hidden unit j", ylabel="true class")
     if h <= 40:
         ax.set_xticks(range(h))
     if h <= 20:
@@ -292,6 +313,8 @@ def build_figures(model: Model, images: np.ndarray, labels: np.ndarray,
     evaluation = evaluation or evaluate(model, images, labels)
     return {
         "training_curves.png": training_curves_figure(model),
+        "learning_rate.png": report_lessons.learning_rate_figure(model),
+        "weights_over_training.png": report_lessons.weights_over_training_figure(model),
         "confusion_matrix.png": confusion_figure(np.asarray(evaluation["confusion_matrix"]),
                                                  model.class_names),
         "hidden_units.png": hidden_units_figure(model),

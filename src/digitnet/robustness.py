@@ -166,9 +166,9 @@ def predict_cases(model: Any, cases: list[Case]) -> np.ndarray:
 
 
 def accuracy_by_transform(cases: list[Case], predicted: np.ndarray) -> dict[str, float]:
-    """Accuracy for each transform and over all cases ("all")."""
+    """Accuracy for each transform and over every case of every transform ("overall")."""
     labels = np.array([c.label for c in cases])
     names = np.array([c.transform for c in cases])
     result = {t: float(np.mean(predicted[names == t] == labels[names == t])) for t in TRANSFORMS}
-    result["all"] = float(np.mean(predicted == labels))
+    result["overall"] = float(np.mean(predicted == labels))
     return result

@@ -20,8 +20,12 @@ Endpoints
 ``GET /api/sample``
     A random test digit (``?index=`` picks one): 784 grey values and its label; 404 when the
     app was started without test digits.
+``POST /api/explain``
+    The same body; the forward pass with its numbers (see :mod:`digitnet.web.explain_api`).
 ``GET /healthz``
     ``{"status": "ok"}``.
+``/api/train...``
+    The Train panel: train a network in the page and switch to it (:mod:`digitnet.web.train_api`).
 
 Every error is JSON, ``{"error": "..."}``, with a 4xx status, and is logged as one line on the
 ``digitnet.web`` logger. A body larger than ``max_body`` bytes is refused with 413, whether its
@@ -54,6 +58,8 @@ from starlette.requests import ClientDisconnect
 from digitnet import imaging
 from digitnet.errors import ImageError
 from digitnet.model import Model
+from digitnet.web import explain_api
+from digitnet.web.runs import TrainSettings
 
 __all__ = ["create_app", "ApiError", "MAX_BODY", "MAX_IMAGE_SIDE", "STATIC"]
 
@@ -87,6 +93,7 @@ def create_app(
     max_body: int = MAX_BODY,
     body_timeout: float = BODY_TIMEOUT,
     rng: np.random.Generator | None = None,
+    training: TrainSettings | None = None,
 ) -> FastAPI:
     """The web app for ``model``.
 
@@ -102,6 +109,8 @@ def create_app(
         Seconds a client may take to send its body.
     rng
         Where ``/api/sample`` draws its random digits from (default: a fresh generator).
+    training
+        Whether and how the Train panel trains; None: training is off.
     """
     if model.sizes[0] != N_PIXELS:
         raise ValueError(f"the model takes {model.sizes[0]} inputs; the page draws 28x28 = 784")
@@ -110,14 +119,18 @@ def create_app(
         if len(samples[0]) != len(samples[1]) or not len(samples[0]):
             raise ValueError("samples must hold as many labels as images, at least one")
     rng = rng or np.random.default_rng()
-    info = _model_info(model, samples is not None)
-    weights = _weights(model)
+    served = _Served(model, samples is not None)
 
     app = FastAPI(title="digitnet", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    from digitnet.web import train_api  # it imports this module: not at the top
+
+    train_api.attach(app, training, served.use)
+
+    app.include_router(explain_api.router(model, max_body, body_timeout))  # /api/explain
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -129,11 +142,11 @@ def create_app(
 
     @app.get("/api/model")
     async def model_info() -> dict[str, Any]:
-        return info
+        return served.info
 
     @app.get("/api/weights")
     async def model_weights() -> dict[str, Any]:
-        return weights
+        return served.weights
 
     @app.get("/api/sample")
     async def sample(index: int | None = None) -> dict[str, Any]:
@@ -146,7 +159,7 @@ def create_app(
             raise ApiError(422, f"index {_number(index)} is out of range; there are {len(images)} "
                                 f"test digits (0 to {len(images) - 1})")
         label = int(labels[index])
-        return {"index": index, "label": label, "class_name": model.class_names[label],
+        return {"index": index, "label": label, "class_name": served.model.class_names[label],
                 "pixels": images[index].reshape(-1).tolist()}
 
     @app.post("/api/predict")
@@ -159,9 +172,24 @@ def create_app(
         # Decoding a large PNG takes tens of milliseconds: do it off the event loop, so other
         # requests are answered meanwhile.
         content_type = request.headers.get("content-type")
+        model = served.model
         return await run_in_threadpool(lambda: _prediction(model, _input28(content_type, body)))
 
     return app
+
+
+class _Served:
+    """The model the API answers with; ``use`` switches to another (a run of the Train panel)."""
+
+    def __init__(self, model: Model, have_samples: bool) -> None:
+        self.have_samples = have_samples
+        self.use(model)
+
+    def use(self, model: Model) -> None:
+        if model.sizes[0] != N_PIXELS:
+            raise ValueError(f"the model takes {model.sizes[0]} inputs; the page draws 784")
+        info, weights = _model_info(model, self.have_samples), _weights(model)
+        self.model, self.info, self.weights = model, info, weights
 
 
 # -- reading a request ------------------------------------------------------------------------

@@ -200,6 +200,7 @@ function showPrediction(answer) {
   showUnits(answer.hidden, top);
   setMessage("");
   showSampleVerdict(top);
+  document.dispatchEvent(new CustomEvent("digitnet:prediction", { detail: answer }));
 }
 
 function showError(message) {
@@ -227,6 +228,7 @@ function resetPrediction() {
   });
   drawInput(null);
   showUnits(null, null);
+  document.dispatchEvent(new CustomEvent("digitnet:prediction", { detail: null }));
 }
 
 function drawInput(rows) {
@@ -367,21 +369,30 @@ function percent(value) {
   return typeof value === "number" ? `${(100 * value).toFixed(2)}%` : null;
 }
 
+// The served model's line, bars and tiles; again after the Train panel switches the model.
+async function loadModel() {
+  const info = await readAnswer(await fetch("/api/model"));
+  state.classNames = info.class_names;
+  buildBars(info.class_names);
+  const parts = [`${info.sizes.join("-")} network`];
+  if (info.preset) parts.push(`${info.preset} preset`);
+  const accuracy = percent((info.metrics || {}).test_accuracy);
+  if (accuracy) parts.push(`test accuracy ${accuracy}`);
+  $("model-line").textContent = parts.join(" · ");
+  $("sample").hidden = !info.samples;
+  buildUnits(await readAnswer(await fetch("/api/weights")));
+  state.generation += 1;  // an answer from the previous model is dropped
+  resetPrediction();
+  if (state.hasInk) predictNow();  // the drawing on the pad, read by the new model
+}
+
+window.digitnetPage = { loadModel, rdbu };
+
 async function start() {
   setUpPad();
   setBusy();
   try {
-    const info = await readAnswer(await fetch("/api/model"));
-    state.classNames = info.class_names;
-    buildBars(info.class_names);
-    const parts = [`${info.sizes.join("-")} network`];
-    if (info.preset) parts.push(`${info.preset} preset`);
-    const accuracy = percent((info.metrics || {}).test_accuracy);
-    if (accuracy) parts.push(`test accuracy ${accuracy}`);
-    $("model-line").textContent = parts.join(" · ");
-    $("sample").hidden = !info.samples;
-    buildUnits(await readAnswer(await fetch("/api/weights")));
-    resetPrediction();
+    await loadModel();
     document.body.dataset.ready = "1";
   } catch (error) {
     $("model-line").textContent = "the model could not be loaded";
