@@ -111,21 +111,26 @@ def _compress_intrinsic(numba: Any) -> Any:
 
 
 def _mask_intrinsic(numba: Any) -> Any:
-    """``_nb_nonzero_mask64(buffer)``: bit k set where byte k of the buffer's first 64 is not
-    zero (a vector compare and its mask: vpcmpeqb and vpmovmskb on AVX2)."""
+    """``_nb_nonzero_mask64(buffer, start)``: bit k set where byte start + k of the 1-D buffer
+    is not zero, for k < 64 (a vector compare and its mask: vpcmpeqb and vpmovmskb on AVX2).
+    The buffer needs 64 bytes from start."""
     from llvmlite import ir
+    from numba.core import cgutils
 
     @numba.extending.intrinsic
-    def nonzero_mask64(typingctx: Any, buffer: Any) -> Any:
+    def nonzero_mask64(typingctx: Any, buffer: Any, start: Any) -> Any:
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            bufty = signature.args[0]
+            ary = context.make_array(bufty)(context, builder, args[0])
+            source = cgutils.get_item_pointer(context, builder, bufty, ary, [args[1]],
+                                              wraparound=False)
             i8, i64 = ir.IntType(8), ir.IntType(64)
             b64 = ir.VectorType(i8, 64)
-            v = builder.load(builder.bitcast(ary.data, b64.as_pointer()), align=1)
+            v = builder.load(builder.bitcast(source, b64.as_pointer()), align=1)
             lit = builder.icmp_unsigned("!=", v, ir.Constant(b64, [i8(0)] * 64))
             return builder.bitcast(lit, i64)
 
-        return numba.types.uint64(buffer), codegen
+        return numba.types.uint64(buffer, start), codegen
 
     return nonzero_mask64
 

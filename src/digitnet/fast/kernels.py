@@ -517,7 +517,7 @@ def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels, compress):
     C = W2.shape[1]
     values = np.zeros(n_in + 64, np.uint8)
     indices = np.zeros(n_in + 64, np.uint16)
-    chunk = np.zeros(128, np.uint8)
+    chunk = np.zeros(256, np.uint8)
     scan = not compress and blocks == 1
     flat, rows = W1p.reshape(-1), W1p.shape[1]
     floats = np.arange(256).astype(np.float32)

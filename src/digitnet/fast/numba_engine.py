@@ -37,8 +37,9 @@ def blocks(n_in: int, units: int) -> np.ndarray:
 
 def scan_rows(n_in: int) -> int:
     """Rows of first-layer weight blocks that inference reads for n_in pixels: the pixels'
-    rows, then zeros up to 64 past the last whole 64 pixels (see ``pixels._nb_dot16_scan``)."""
-    return 64 * -(-n_in // 64) + 1
+    rows, then zeros up to 128 past the last whole 128 pixels (see
+    ``pixels._nb_dot16_scan``)."""
+    return 128 * -(-n_in // 128) + 1
 
 
 def readonly(a: np.ndarray) -> np.ndarray:
