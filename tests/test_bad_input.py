@@ -30,6 +30,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -308,7 +309,7 @@ DATA_FILES: dict[str, tuple[dict[str, bytes | str], str, tuple[str, ...]]] = {
     "csv unknown header": ({"d.csv": csv_text("digit")}, "d.csv", ("header starts with 'digit'",)),
     "csv header only": ({"d.csv": csv_text(rows=0)}, "d.csv", ("no rows after the header",)),
     "csv without labels": ({"test.csv": csv_text(label=False)}, "test.csv",
-                           ("has no labels", "use predict")),
+                           ("has no labels", "label column", "digitnet predict")),
     "csv not text": ({"d.csv": png(one())}, "d.csv", ("not a text CSV file",)),
     "npz missing keys": ({"m.npz": npz(x_train=IMAGES, y_train=LABELS)}, "m.npz",
                          ("lacks x_test, y_test",)),
@@ -417,7 +418,7 @@ def test_data_file_too_large(cli: Cli, model: Path, monkeypatch: pytest.MonkeyPa
     with path.open("wb") as f:
         f.truncate((1 << 20) + 1)  # sparse: takes no space
     refused(cli.in_process("evaluate", str(model), "--dataset", str(path)),
-            str(path), "larger than any MNIST-format file")
+            str(path), "larger than any data file digitnet reads")
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,7 +590,7 @@ def test_image_that_is_missing_a_directory_a_loop_or_a_fifo(cli: Cli, model: Pat
     (cli.work / "folder.png").mkdir()
     (cli.work / "loop.png").symlink_to(cli.work / "loop.png")
     os.mkfifo(cli.work / "fifo.png")
-    for name, words in (("missing.png", ("no such file",)),
+    for name, words in (("missing.png", ("no such image file",)),
                         ("folder.png", ("is a directory",)),
                         ("loop.png", ("cannot be read",)),
                         ("fifo.png", ("not a regular file",))):
@@ -615,7 +616,7 @@ def test_image_over_the_size_limit(cli: Cli, model: Path) -> None:
         f.write(data)
         f.truncate(25_000_001)
     refused(cli.in_process("predict", str(model), str(path)), str(path),
-            "larger than the limit of 25,000,000 bytes")
+            "larger than any image file", "the limit is 25,000,000 bytes")
 
 
 # --------------------------------------------------------------------------------------------
@@ -695,7 +696,7 @@ BAD_MODELS: dict[str, tuple[bytes, tuple[str, ...]]] = {
     "extra array": (edited_model(_arrays(lambda a: a.update(W3=np.zeros(2, np.float32)))),
                     ("unexpected arrays W3",)),
     "integer weights": (edited_model(_arrays(lambda a: a.update(
-        b1=np.zeros(10, np.int32)))), ("b1 has dtype int32",)),
+        b1=np.zeros(10, np.int32)))), ("tensor type 'I32'",)),
     "non-finite weights": (edited_model(_arrays(_nan_bias)), ("b1", "non-finite")),
     "modified weights": (edited_model(_arrays(_modified)), ("modified or corrupted",)),
     "flipped byte in the weights": (GOOD_MODEL[:-30] + bytes([GOOD_MODEL[-30] ^ 0x40]) +
@@ -948,3 +949,400 @@ def test_diverging_training_on_mnist(cli: Cli, mnist_dir: Path, existing: bool) 
         assert os.listdir(out.parent) == [out.name] and out.read_bytes() == GOOD_MODEL
     else:
         assert not out.parent.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Tried as an adversarial user would: each case beside another of its class
+
+
+def retyped(dtype: str, itemsize: int) -> bytes:
+    """The good model with every tensor declared as ``dtype`` (valid safetensors, right names)."""
+    n = struct.unpack("<Q", GOOD_MODEL[:8])[0]
+    header = json.loads(GOOD_MODEL[8:8 + n])
+    arrays = modelfile.from_bytes(GOOD_MODEL).params.arrays()
+    body, offset = b"", 0
+    for name, array in arrays.items():
+        raw = bytes(array.size * itemsize)
+        header[name] = {"dtype": dtype, "shape": list(array.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        body, offset = body + raw, offset + len(raw)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + body
+
+
+def scaled_model(weights: float = 1.0, **pre: float) -> bytes:
+    params = init_params((784, 10, 10), np.random.default_rng(1), "he", np.float32)
+    params = type(params)([w * np.float32(weights) for w in params.W], list(params.b))
+    return modelfile.to_bytes(Model(params, Preprocessing(**pre), {"preset": "default"}))
+
+
+ADVERSARIAL_MODELS: dict[str, tuple[bytes, tuple[str, ...]]] = {
+    "BF16 tensors": (retyped("BF16", 2), ("tensor type 'BF16'", "F32 or F64")),
+    "F8 tensors": (retyped("F8_E4M3", 1), ("tensor type 'F8_E4M3'", "F32 or F64")),
+    "F16 tensors": (retyped("F16", 2), ("tensor type 'F16'",)),
+    "config.dataset a list": (edited_model(_set("config.dataset", ["mnist"])),
+                              ("config dataset should be a string",)),
+    "config.dataset an object": (edited_model(_set("config.dataset", {"name": "mnist"})),
+                                 ("config dataset should be a string",)),
+    "history of uneven lengths": (edited_model(_set("history", {"epoch": [1, 2], "loss": [1.0]})),
+                                  ("one entry per epoch",)),
+    "one class": (model_bytes((784, 10, 1)), ("1 output class", "at least 2")),
+    "std 1e-320": (scaled_model(std=1e-320), ("not finite numbers", "retrain")),
+    "huge weights": (scaled_model(1e37), ("not finite numbers",)),
+    "mean 1e300": (scaled_model(mean=1e300), ("not finite numbers",)),
+}
+
+
+@pytest.mark.parametrize("command", ["info", "evaluate", "predict", "serve"])
+@pytest.mark.parametrize("case", ADVERSARIAL_MODELS)
+def test_adversarial_model_file(cli: Cli, case: str, command: str) -> None:
+    data, words = ADVERSARIAL_MODELS[case]
+    path = cli.work / "model.safetensors"
+    path.write_bytes(data)
+    write(cli.work, {"digits.csv": csv_text(), "digit.png": png(one())})
+    args = {"info": [], "evaluate": ["--dataset", "digits.csv"], "predict": ["digit.png"],
+            "serve": ["--port", "0", "--data-dir", "nothing"]}[command]
+    run = cli.program if (case, command) in (("BF16 tensors", "info"),
+                                             ("std 1e-320", "predict")) else cli.in_process
+    refused(run(command, str(path), *args), str(path), *words)
+
+
+def test_no_numpy_warnings_from_a_model_that_overflows(cli: Cli) -> None:
+    path = cli.work / "model.safetensors"
+    path.write_bytes(scaled_model(1e37))
+    (cli.work / "digit.png").write_bytes(png(one()))
+    outcome = cli.program("predict", str(path), "digit.png")
+    refused(outcome, "not finite")
+    assert "Warning" not in outcome.stderr
+
+
+def test_a_three_class_model_is_blamed_not_the_dataset(cli: Cli) -> None:
+    path = cli.work / "three.safetensors"
+    path.write_bytes(model_bytes((784, 10, 3)))
+    (cli.work / "digits.csv").write_text(csv_text())
+    refused(cli.in_process("report", str(path), "--dataset", "digits.csv", "--out", "r"),
+            str(path), "knows 3 classes", "label 7")
+    # predict of a stored digit whose label the model does not know still answers
+    outcome = cli.in_process("predict", str(path), "--dataset", "digits.csv", "--index", "0")
+    assert outcome.code == 0 and "(true: 7)" in outcome.stdout, outcome.stderr
+
+
+def exif_png(kind: str, make_type: int, orientation: int = 6) -> bytes:
+    """A '1' whose EXIF holds an Orientation tag and Make stored as ``make_type``
+    (5 RATIONAL, 11 FLOAT): valid TIFF structure, a type no camera writes for Make."""
+    entries = [struct.pack("<HHII", 0x0112, 3, 1, orientation)]
+    extra = b""
+    if make_type == 5:
+        entries.append(struct.pack("<HHII", 0x010F, 5, 1, 8 + 2 + 12 * 2 + 4))
+        extra = struct.pack("<II", 1, 3)
+    else:
+        entries.append(struct.pack("<HHIf", 0x010F, 11, 1, 1.5))
+    ifd = struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + extra
+    buffer = io.BytesIO()
+    image = one("RGB", ink=(0, 0, 0), paper=(255, 255, 255)) if kind == "JPEG" else one()
+    image.save(buffer, format=kind, exif=exif)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["JPEG", "PNG"])
+@pytest.mark.parametrize("make_type", [5, 11], ids=["Make RATIONAL", "Make FLOAT"])
+def test_malformed_exif_is_read_and_its_orientation_kept(cli: Cli, model: Path, kind: str,
+                                                         make_type: int) -> None:
+    from digitnet import imaging
+
+    path = cli.work / f"digit.{kind.lower()}"
+    path.write_bytes(exif_png(kind, make_type))
+    run = cli.program if (kind, make_type) == ("JPEG", 5) else cli.in_process
+    [result] = worked(run("predict", str(model), str(path), "--json"))
+    assert 0 <= result["label"] <= 9
+    # the orientation tag (6: turn 90 degrees) is honoured: the stroke becomes horizontal
+    grey = imaging.read_image(path)
+    assert grey.shape == (60, 80)
+
+
+# Outputs that are inputs: refused before any work, the input untouched (checked by cli).
+
+
+def test_export_over_its_own_model(cli: Cli, model: Path) -> None:
+    refused(cli.program("export", str(model), str(model)), str(model), "same file as the input")
+
+
+@pytest.mark.parametrize("link", ["hard", "symbolic"])
+def test_export_over_a_link_to_its_model(cli: Cli, model: Path, link: str) -> None:
+    other = cli.work / "model.onnx"
+    (os.link if link == "hard" else os.symlink)(model, other)
+    refused(cli.in_process("export", str(model), str(other)), "same file as the input")
+
+
+def test_train_out_naming_a_data_file(cli: Cli, tiny_mnist: Path) -> None:
+    data_file = tiny_mnist / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    before = data_file.read_bytes()
+    refused(cli.in_process("train", "--data-dir", str(tiny_mnist), "--epochs", "1",
+                           "--out", str(data_file)), "--out", "same file as the input")
+    refused(cli.in_process("train", "--data-dir", str(tiny_mnist), "--epochs", "1",
+                           "--checkpoint", str(data_file), "--out", "m.safetensors"),
+            "--checkpoint", "same file as the input")
+    assert data_file.read_bytes() == before
+
+
+def test_train_resume_out_naming_the_checkpoint(cli: Cli, tiny_mnist: Path) -> None:
+    ckpt = cli.work / "run.ckpt"
+    ckpt.write_bytes(b"a checkpoint")  # refused before it is even read
+    refused(cli.in_process("train", "--resume", str(ckpt), "--out", str(ckpt)),
+            "--out", "same file as the input", str(ckpt))
+    refused(cli.in_process("train", "--out", "m.safetensors", "--checkpoint", "m.safetensors",
+                           "--data-dir", str(tiny_mnist)), "same file as --out")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--out", "."], ("--out .", "is a directory", "model.safetensors")),
+    (["--out", ".."], ("--out ..", "is a directory")),
+    (["--checkpoint", ""], ("--checkpoint", "is a directory", "run.ckpt")),
+])
+def test_train_outputs_that_are_folders(cli: Cli, args: list[str], words: tuple[str, ...]) -> None:
+    line = refused(cli.in_process("train", *args, "--data-dir", "missing"), *words)
+    assert "PosixPath" not in line and "busy" not in line
+
+
+# A signal while the final file is synced: the temporary file goes, the exit is 128 + signal.
+
+SLOW_FSYNC = """
+import os, sys, time
+from pathlib import Path
+marker = Path(sys.argv[1])
+real = os.fsync
+def slow(fd):
+    marker.touch()
+    time.sleep(3)
+    real(fd)
+os.fsync = slow
+sys.argv = ["digitnet", *sys.argv[2:]]
+from digitnet.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [(15, 143, "terminated"),
+                                                   (2, 130, "interrupted")])
+def test_a_signal_during_the_final_write_leaves_no_temporary_file(
+        cli: Cli, model: Path, sig: int, code: int, word: str) -> None:
+    import signal as signals
+    import time
+
+    pytest.importorskip("onnx")
+    marker = cli.work.parent / "syncing"
+    process = subprocess.Popen([sys.executable, "-c", SLOW_FSYNC, str(marker), "export",
+                                str(model), str(cli.work / "out.onnx")], cwd=cli.work,
+                               env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    for _ in range(600):
+        if marker.exists() or process.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert marker.exists(), process.communicate()
+    process.send_signal(signals.Signals(sig))
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    how = "SIGTERM" if sig == 15 else "Ctrl-C"
+    assert stderr.strip().splitlines() == [f"error: {word} ({how})"]
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in cli.work.iterdir()) in (["model.safetensors"],
+                                                          ["model.safetensors", "out.onnx"])
+
+
+SLOW_LOAD = """
+import sys, time
+from pathlib import Path
+from digitnet import modelfile
+marker = Path(sys.argv[1])
+def slow(path):
+    marker.touch()
+    time.sleep(30)
+modelfile.load = slow
+sys.argv = ["digitnet", *sys.argv[2:]]
+from digitnet.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("sig", "code", "line"), [
+    (2, 130, "error: interrupted (Ctrl-C)"), (15, 143, "error: terminated (SIGTERM)")])
+def test_ctrl_c_and_sigterm_say_so_in_one_line(cli: Cli, model: Path, sig: int, code: int,
+                                               line: str) -> None:
+    import signal as signals
+    import time
+
+    marker = cli.work.parent / "loading"
+    process = subprocess.Popen([sys.executable, "-c", SLOW_LOAD, str(marker), "info",
+                                str(model)], cwd=cli.work, env=cli.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):
+        if marker.exists() or process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.send_signal(signals.Signals(sig))
+    stdout, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stderr.strip().splitlines(), stdout) == (code, [line], "")
+
+
+# Output streams and terminals
+
+
+def _run_with(cli: Cli, *args: str, **popen: Any) -> Outcome:
+    env = {**cli.env, **popen.pop("env", {})}
+    done = subprocess.run([sys.executable, "-m", "digitnet.cli", *args], cwd=cli.work,
+                          env=env, capture_output="stdout" not in popen, text=True,
+                          timeout=120, check=False, **popen)
+    return Outcome(done.returncode, done.stdout or "", done.stderr or "")
+
+
+@pytest.mark.parametrize("args", [["info", "model.safetensors"],
+                                  ["info", "model.safetensors", "--json"],
+                                  ["predict", "model.safetensors", "digit.png"]])
+def test_stdout_closed_or_full(cli: Cli, model: Path, args: list[str]) -> None:
+    (cli.work / "digit.png").write_bytes(png(one()))
+    closed = _run_with(cli, *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       preexec_fn=lambda: os.close(1))
+    refused(closed, "standard output is closed")
+    with open("/dev/full", "w") as full:
+        outcome = _run_with(cli, *args, stdout=full, stderr=subprocess.PIPE)
+    refused(outcome, "cannot write to standard output", "No space left on device")
+
+
+@pytest.mark.parametrize("env", [{"PYTHONIOENCODING": "ascii"}, {"COLUMNS": "0"},
+                                 {"COLUMNS": "5"}, {"COLUMNS": "99999999"}],
+                         ids=["ascii", "zero width", "five columns", "huge width"])
+def test_terminals_that_cannot_show_everything(cli: Cli, env: dict[str, str]) -> None:
+    path = cli.work / "model.safetensors"
+    path.write_bytes(model_bytes(preset="zéro…", class_names=[f"chiffre {k} é" for k in
+                                                              range(10)]))
+    (cli.work / "digit.png").write_bytes(png(one()))
+    for args in (["info", str(path)], ["predict", str(path), "digit.png"]):
+        outcome = _run_with(cli, *args, env=env)
+        assert outcome.code == 0, outcome.stderr
+        assert "Traceback" not in outcome.stderr and outcome.stderr == ""
+        assert "digit.png" in outcome.stdout or "preset" in outcome.stdout
+
+
+def test_text_from_a_model_file_cannot_drive_the_terminal(cli: Cli) -> None:
+    path = cli.work / "model.safetensors"
+    path.write_bytes(model_bytes(preset="de\x1b[31mfault\n\rX", digitnet_version="\x1b]0;x\x07",
+                                 class_names=[f"c\x1b[2J{k}\u202e" for k in range(10)]))
+    (cli.work / "digits.csv").write_text(csv_text())
+    (cli.work / "digit.png").write_bytes(png(one()))
+    for args in (["info", str(path)], ["evaluate", str(path), "--dataset", "digits.csv"],
+                 ["predict", str(path), "digit.png"]):
+        outcome = cli.in_process(*args)
+        assert outcome.code == 0, outcome.stderr
+        for raw in ("\x1b", "\x07", "\r", "\u202e"):
+            assert raw not in outcome.stdout, (args, raw)
+        assert "\\x1b" in outcome.stdout
+
+
+def test_a_file_name_with_control_characters_stays_one_line(cli: Cli, model: Path) -> None:
+    name = "evil\n\x1b[2Jname.png"
+    line = refused(cli.in_process("predict", str(model), name), "no such image file")
+    assert "\\n" in line and "\\x1b" in line
+
+
+# Messages that name the input, the problem and what would work, in one short line
+
+SEMICOLON = csv_text().replace(",", ";")
+ZIPPED_CSV = io.BytesIO()
+with zipfile.ZipFile(ZIPPED_CSV, "w") as _archive:
+    _archive.writestr("train.csv", csv_text())
+
+MESSAGES: dict[str, tuple[dict[str, bytes | str], str, tuple[str, ...]]] = {
+    "semicolon CSV": ({"d.csv": SEMICOLON}, "d.csv", ("separated by semicolons", "commas")),
+    "tab CSV": ({"d.csv": csv_text().replace(",", "\t")}, "d.csv", ("separated by tabs",)),
+    "long unknown header": ({"d.csv": csv_text("x" * 5000)}, "d.csv", ("header starts with",)),
+    "zipped CSV": ({"train.csv.zip": ZIPPED_CSV.getvalue()}, "train.csv.zip",
+                   ("a zip archive, not an npz file", "train.csv", "unzip")),
+    "npz of one scalar": ({"m.npz": npz(x_test=np.uint8(3), y_test=LABELS)}, "m.npz",
+                          ("a single number",)),
+    "npz of scalar labels": ({"m.npz": npz(x_test=IMAGES, y_test=np.uint8(3))}, "m.npz",
+                             ("labels must be one-dimensional", "a single number")),
+}
+
+
+@pytest.mark.parametrize("case", MESSAGES)
+def test_messages_that_name_the_problem(cli: Cli, model: Path, case: str) -> None:
+    files, given, words = MESSAGES[case]
+    write(cli.work, files)
+    line = refused(cli.in_process("evaluate", str(model), "--dataset", given), given, *words)
+    assert len(line) < 300, line
+
+
+@pytest.mark.parametrize("name", ["test.csv", "headerless.csv"])
+def test_predict_a_stored_digit_of_a_file_without_labels(cli: Cli, model: Path,
+                                                         name: str) -> None:
+    write(cli.work, {name: csv_text(label=False, header="label" if name == "test.csv"
+                                    else None)})
+    [result] = worked(cli.in_process("predict", str(model), "--dataset", name, "--index", "1",
+                                     "--json"))
+    assert "true_label" not in result and 0 <= result["label"] <= 9
+    refused(cli.in_process("evaluate", str(model), "--dataset", name), name, "has no labels",
+            "label column")
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf", "5"])
+def test_gradcheck_threshold_out_of_range(cli: Cli, value: str) -> None:
+    refused(cli.in_process("gradcheck", "--threshold", value), "--threshold", "out of range")
+
+
+def test_gradcheck_failure_says_so(cli: Cli) -> None:
+    outcome = cli.in_process("gradcheck", "--threshold", "1e-300")
+    assert outcome.code == 1
+    assert outcome.stderr.strip().splitlines() == [outcome.stderr.strip()]
+    assert "gradient check failed" in outcome.stderr and "--threshold" in outcome.stderr
+
+
+def test_predict_top_defaults_to_the_classes_there_are(cli: Cli) -> None:
+    path = cli.work / "two.safetensors"
+    path.write_bytes(model_bytes((784, 10, 2)))
+    (cli.work / "digit.png").write_bytes(png(one()))
+    outcome = cli.in_process("predict", str(path), "digit.png")
+    assert outcome.code == 0, outcome.stderr
+    refused(cli.in_process("predict", str(path), "digit.png", "--top", "3"),
+            "--top 3 is out of range", "between 1 and 2")
+
+
+@pytest.mark.parametrize(("host", "words"), [("no such host", ("not an address",)),
+                                             ("256.1.1.1", ("not an address",))])
+def test_serve_where_it_cannot_listen(cli: Cli, model: Path, host: str,
+                                      words: tuple[str, ...]) -> None:
+    refused(cli.in_process("serve", str(model), "--host", host, "--data-dir", "nothing"),
+            f"--host {host}", *words)
+
+
+def test_serve_on_a_port_in_use(cli: Cli, model: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        refused(cli.program("serve", str(model), "--port", port, "--data-dir", "nothing"),
+                f"--port {port}", "cannot listen there", "--port 0")
+
+
+def _checkpoint(**info: object) -> bytes:
+    header = {"format": "digitnet-checkpoint", "format_version": "1",
+              "digitnet": json.dumps(info)}
+    return st_save({"params.W1": np.zeros((784, 10), np.float32)}, metadata=header)
+
+
+@pytest.mark.parametrize(("info", "words"), [
+    ({"config": {}}, ("damaged checkpoint metadata", "epoch")),
+    ({"config": {"hiddenn": 3}, "epoch": 1, "step": 1, "history": {}, "preprocessing":
+      {"scale": 1, "mean": 0, "std": 1}, "loss_watch": {"smoothed": 1, "limit": None}},
+     ("unknown config fields hiddenn",)),
+    ({"config": [], "epoch": "1"}, ("damaged checkpoint metadata", "config")),
+], ids=["no epoch", "unknown field", "config a list"])
+def test_resume_from_a_damaged_checkpoint(cli: Cli, info: dict, words: tuple[str, ...]) -> None:
+    path = cli.work / "run.ckpt"
+    path.write_bytes(_checkpoint(**info))
+    refused(cli.in_process("train", "--resume", str(path), "--out", "m.safetensors"),
+            str(path), *words)

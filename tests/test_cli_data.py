@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from digitnet import datasets
 from digitnet.cli import app
+from digitnet.data import locate as data_locate
 
 DIGITNET = Path(sys.executable).with_name("digitnet")
 
@@ -44,7 +45,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads or writes the user's cache, DIGITNET_DATA or the system folder."""
     monkeypatch.setenv("DIGITNET_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DIGITNET_DATA", raising=False)
-    monkeypatch.setattr(datasets, "SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr(data_locate, "SYSTEM_DIR", tmp_path / "system")
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from digitnet import datasets
+from digitnet.data import locate as data_locate
 from digitnet.errors import DataError
 
 FUZZ_EXAMPLES = int(os.environ.get("DIGITNET_FUZZ_EXAMPLES", "500"))
@@ -104,7 +105,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     none reaches the real mirrors."""
     monkeypatch.setenv("DIGITNET_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DIGITNET_DATA", raising=False)
-    monkeypatch.setattr(datasets, "SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr(data_locate, "SYSTEM_DIR", tmp_path / "system")
     for name, info in list(datasets.DATASETS.items()):
         monkeypatch.setitem(datasets.DATASETS, name,
                             dataclasses.replace(info, mirrors=(DEAD_MIRROR,)))
@@ -300,7 +301,7 @@ def test_directory_given_for_a_file(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with raises_data_error("nothing.csv", "no such file"):
+    with raises_data_error("nothing.csv", "no such data file"):
         datasets.load_file(tmp_path / "nothing.csv")
 
 
@@ -618,7 +619,7 @@ def test_search_order(
     given = write_dataset(tmp_path / "given" / "mnist")
     env = write_dataset(tmp_path / "env" / "mnist")
     cache = write_dataset(datasets.cache_dir() / "mnist")
-    system = write_dataset(datasets.SYSTEM_DIR / "mnist")
+    system = write_dataset(data_locate.SYSTEM_DIR / "mnist")
     monkeypatch.setenv("DIGITNET_DATA", str(tmp_path / "env"))
 
     def found(data_dir: Path | None = None) -> tuple[str, Path]:
@@ -643,7 +644,7 @@ def test_nothing_found_says_where_it_looked(
     monkeypatch.setenv("DIGITNET_DATA", str(tmp_path / "empty"))
     with raises_data_error("MNIST train files not found", str(tmp_path / "empty" / "mnist"),
                            str(datasets.cache_dir() / "mnist"),
-                           str(datasets.SYSTEM_DIR / "mnist"), "--data-dir", "DIGITNET_DATA"):
+                           str(data_locate.SYSTEM_DIR / "mnist"), "--data-dir", "DIGITNET_DATA"):
         datasets.load("mnist", "train", download=False)
 
 
@@ -730,7 +731,7 @@ def sha256_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(len(data))
         return hashlib.sha256(data)
 
-    monkeypatch.setattr(datasets, "hashlib", SimpleNamespace(sha256=sha256))
+    monkeypatch.setattr(data_locate, "hashlib", SimpleNamespace(sha256=sha256))
     return calls
 
 
@@ -1029,7 +1030,7 @@ FASHION_DIR = Path("/usr/share/datasets")
 @pytest.mark.skipif(not (FASHION_DIR / "fashion-mnist").is_dir(),
                     reason="Fashion-MNIST is not installed in /usr/share/datasets/fashion-mnist")
 def test_fashion_mnist_from_the_system_folder(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(datasets, "SYSTEM_DIR", FASHION_DIR)
+    monkeypatch.setattr(data_locate, "SYSTEM_DIR", FASHION_DIR)
     for split, count in (("train", 60000), ("test", 10000)):
         images, labels, files = datasets.load_split("fashion-mnist", split, download=False)
         assert files.source == "system" and files.verified

@@ -15,7 +15,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from digitnet import __version__, modelfile, network, training  # noqa: E402
 from digitnet.cli import app  # noqa: E402
-from digitnet.errors import ModelFileError  # noqa: E402
+from digitnet.errors import ConfigError, ModelFileError  # noqa: E402
 from digitnet.export import IR_VERSION, OPSET, to_onnx, to_onnx_model  # noqa: E402
 from digitnet.model import Model, Preprocessing  # noqa: E402
 
@@ -115,7 +115,7 @@ def test_bad_targets_and_options(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ModelFileError, match="not a folder"):
         to_onnx(model, tmp_path / "file" / "model.onnx")
-    with pytest.raises(ValueError, match="input type"):
+    with pytest.raises(ConfigError, match="input type"):
         to_onnx(model, tmp_path / "model.onnx", input_type="int8")
     with pytest.raises(TypeError, match="Model"):
         to_onnx("model.safetensors", tmp_path / "model.onnx")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from digitnet import _atomic, modelfile, network
+from digitnet import guard, modelfile, network
 from digitnet.errors import ModelFileError
 from digitnet.model import Model, Preprocessing
 
@@ -172,10 +172,10 @@ def test_a_failing_write_leaves_the_previous_file_intact(tmp_path, monkeypatch, 
                 self.f.write(data[:len(data) // 2])
                 raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(_atomic.os, "fdopen", lambda fd, mode: HalfWritten(
+        monkeypatch.setattr(guard.os, "fdopen", lambda fd, mode: HalfWritten(
             real_fdopen(fd, mode)))
     else:
-        monkeypatch.setattr(_atomic.os, where, disk_full)
+        monkeypatch.setattr(guard.os, where, disk_full)
 
     with pytest.raises(ModelFileError, match="cannot be written .*No space left on device"):
         modelfile.save(make_model(seed=2), path)
@@ -285,7 +285,8 @@ def test_missing_or_extra_arrays(tmp_path, model):
 def test_integer_weights(tmp_path, model):
     header, arrays = parts(modelfile.to_bytes(model))
     arrays["b1"] = np.zeros(10, np.int32)
-    refused(tmp_path, rebuilt(header, arrays), "b1 has dtype int32, expected float32 or float64")
+    refused(tmp_path, rebuilt(header, arrays),
+            "array .b1. has tensor type .I32.; digitnet reads F32 or F64")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -366,5 +367,5 @@ def test_a_missing_file(tmp_path):
 def test_a_file_too_large_to_be_a_model(tmp_path, monkeypatch, model):
     path = modelfile.save(model, tmp_path / "m.safetensors")
     monkeypatch.setattr(modelfile, "MAX_BYTES", 1000)
-    with pytest.raises(ModelFileError, match="too large for a digitnet model"):
+    with pytest.raises(ModelFileError, match="larger than any model file digitnet reads"):
         modelfile.load(path)

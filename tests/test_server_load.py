@@ -99,8 +99,9 @@ def digitnet_command() -> list[str]:
 
 
 @contextmanager
-def serving(model_path: Path, folder: Path) -> Iterator[Server]:
-    """Run ``digitnet serve model_path`` on a free port of 127.0.0.1 until the block ends."""
+def serving(model_path: Path, folder: Path, nofile: int | None = None) -> Iterator[Server]:
+    """Run ``digitnet serve model_path`` on a free port of 127.0.0.1 until the block ends,
+    with at most ``nofile`` file descriptors when given."""
     stderr, stdout = folder / "serve-stderr.log", folder / "serve-stdout.log"
     env = {k: v for k, v in os.environ.items() if k != "DIGITNET_DATA"}
     env.update(OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1", COLUMNS="200")
@@ -108,7 +109,8 @@ def serving(model_path: Path, folder: Path) -> Iterator[Server]:
     command = [*digitnet_command(), "serve", str(model_path), "--host", HOST, "--port", "0",
                "--data-dir", str(folder / "no-data")]
     with stderr.open("wb") as err, stdout.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env,
+                                   preexec_fn=None if nofile is None else _limit_fds(nofile))
     try:
         port = _started_port(process, stderr)
         yield Server(process, port, stderr)
@@ -119,6 +121,14 @@ def serving(model_path: Path, folder: Path) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+def _limit_fds(n: int) -> Any:
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    return limit
 
 
 def _started_port(process: subprocess.Popen[bytes], stderr: Path) -> int:
@@ -439,7 +449,7 @@ BAD = {
     "no-pixels-key": (_raw(b'{"picture": []}'), 422, "pixels"),
     "783-values": (_pixels(ZEROS), 422, "got 783"),
     "785-values": (_pixels(ZEROS + [0, 0]), 422, "got 785"),
-    "28x28-nested": (_pixels([[0] * 28] * 28), 422, "got 28"),
+    "28x28-nested": (_pixels([[0] * 28] * 28), 422, "(28, 28)"),
     "nan": (_raw(b'{"pixels": [NaN' + b", 0" * 783 + b"]}"), 422, "NaN"),
     "infinity": (_raw(b'{"pixels": [0' + b", 0" * 782 + b", Infinity]}"), 422, "Infinity"),
     "1e999": (_raw(b'{"pixels": [1e999' + b", 0" * 783 + b"]}"), 422, "finite"),
@@ -448,8 +458,8 @@ BAD = {
     "5000-digit-int": (_raw(b'{"pixels": [' + b"9" * 5000 + b", 0" * 783 + b"]}"), 422,
                        "too long"),
     "400-digit-int": (_pixels([10**400] + ZEROS), 422, "(401 characters), outside"),
-    "256": (_pixels(ZEROS + [256]), 422, "0-255"),
-    "negative": (_pixels([-0.5] + ZEROS), 422, "0-255"),
+    "256": (_pixels(ZEROS + [256]), 422, "outside 0..255"),
+    "negative": (_pixels([-0.5] + ZEROS), 422, "outside 0..255"),
     "string-value": (_pixels(["9"] + ZEROS), 422, "not a number"),
     "blank-drawing": (_pixels(ZEROS + [0]), 422, "draw a digit"),
     "jpeg-as-png": (_raw(_jpeg(), "image/png"), 415, "not a PNG"),
@@ -567,3 +577,142 @@ def test_a_burst_of_bad_requests_logs_one_line_each_and_good_ones_go_through(ser
     refused = [(status, answer["error"]) for _, status, answer in results if status != 200]
     assert_logged(server.wait_for_log(mark, len(refused)), refused)
     server.assert_alive()
+
+
+# -- 6. idle connections and oversized images, under tight limits -----------------------------
+
+N_IDLE = 1100
+FD_LIMIT = 1024
+RSS_LIMIT_MB = 500
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def _open_idle(port: int, n: int) -> list[Any]:
+    import resource
+    import socket
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 200:
+        if hard != resource.RLIM_INFINITY and hard < n + 200:
+            pytest.skip(f"this test needs {n + 200} file descriptors; the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n + 200, hard))
+    sockets = []
+    for _ in range(n):
+        sock = socket.create_connection((HOST, port), timeout=10)
+        sock.setblocking(False)
+        sockets.append(sock)
+    return sockets
+
+
+def _closed_by_server(sockets: list[Any]) -> int:
+    closed = 0
+    for sock in sockets:
+        try:
+            closed += sock.recv(1) == b""
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    return closed
+
+
+def test_1100_idle_connections_under_1024_descriptors(model, tmp_path, record_property):
+    path = modelfile.save(model, tmp_path / "model.safetensors")
+    with serving(path, tmp_path, nofile=FD_LIMIT) as server:
+        mark = server.log_mark()
+        idle = _open_idle(server.port, N_IDLE)
+        try:
+            seconds = []
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                for _ in range(20):
+                    start = time.perf_counter()
+                    assert client.get("/healthz").json() == {"status": "ok"}
+                    good_request(client, model)
+                    seconds.append(time.perf_counter() - start)
+            open_fds = len(os.listdir(f"/proc/{server.process.pid}/fd"))
+            closed = _closed_by_server(idle)
+        finally:
+            for sock in idle:
+                sock.close()
+        lines = server.log_since(mark)
+        server.assert_alive()
+        access = (tmp_path / "serve-stdout.log").read_text().splitlines()
+    figures = {"idle_connections": N_IDLE, "fd_limit": FD_LIMIT,
+               "closed_by_server": closed, "server_fds": open_fds,
+               "healthz_and_predict_max_s": round(max(seconds), 4),
+               "healthz_and_predict_median_s": round(float(np.median(seconds)), 4),
+               "log_lines": len(lines), "access_log_lines": len(access)}
+    for key, value in figures.items():
+        record_property(key, value)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "server-idle-connections.json").write_text(json.dumps(figures, indent=1))
+    assert len(lines) + len(access) < 100, lines[:5]
+    assert "Traceback" not in "\n".join(lines)
+    assert open_fds < FD_LIMIT
+    assert closed >= N_IDLE - FD_LIMIT  # the ones over the limit were closed, not left to pile
+
+
+def oversized_png(width: int, height: int) -> bytes:
+    """A black PNG of width x height, its text chunk before IHDR: small on disk, enormous
+    decoded, and the header not where a fixed-offset check would look."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body +
+                struct.pack(">I", zlib.crc32(kind + body)))
+
+    rows = zlib.compressobj(9)
+    idat = b"".join(rows.compress(b"\0" + bytes(width)) for _ in range(height)) + rows.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"tEXt", b"Comment\0drawn") +
+            chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) +
+            chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def largest_accepted_png() -> bytes:
+    """The largest PNG the server decodes: 2048x2048 RGBA, a stroke on a transparent layer."""
+    rgba = np.zeros((2048, 2048, 4), np.uint8)
+    rgba[400:1600, 900:1100, 3] = 255
+    return png(rgba)
+
+
+def test_8_oversized_uploads_at_once_keep_the_server_small(model, tmp_path, record_property):
+    path = modelfile.save(model, tmp_path / "model.safetensors")
+    bombs = [oversized_png(7000, 7000), oversized_png(3000, 3000)]
+    accepted = largest_accepted_png()
+    assert max(len(b) for b in bombs) < 100_000
+
+    async def upload_all(url: str, bodies: list[bytes]) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            return await asyncio.gather(*(
+                client.post("/api/predict", content=body,
+                            headers={"Content-Type": "image/png"}) for body in bodies))
+
+    with serving(path, tmp_path) as server:
+        before = _peak_rss_mb(server.process.pid)
+        refused = asyncio.run(upload_all(server.url, [bombs[i % 2] for i in range(8)]))
+        after_bombs = _peak_rss_mb(server.process.pid)
+        answered = asyncio.run(upload_all(server.url, [accepted] * 8))
+        after_largest = _peak_rss_mb(server.process.pid)
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            good_request(client, model)
+        server.assert_alive()
+    for i, response in enumerate(refused):
+        side = 7000 if i % 2 == 0 else 3000
+        assert_error(response, 422, f"{side}x{side}", "limit")
+    assert [r.status_code for r in answered] == [200] * 8
+    figures = {"peak_rss_mb_at_start": round(before, 1),
+               "peak_rss_mb_after_8_oversized": round(after_bombs, 1),
+               "peak_rss_mb_after_8_largest_accepted": round(after_largest, 1)}
+    for key, value in figures.items():
+        record_property(key, value)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "server-oversized-uploads.json").write_text(json.dumps(figures, indent=1))
+    assert after_largest < RSS_LIMIT_MB, figures

@@ -387,10 +387,11 @@ def test_run_ids_are_random(server):
 ])
 def test_serve_trains_on_loopback_and_elsewhere_only_with_allow_train(
         tmp_path, monkeypatch, flags, allowed):
-    import uvicorn
+    from digitnet.web import server
 
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    monkeypatch.setattr(server, "run",
+                        lambda app, host, port, **options: calls.append((app, options)))
     path = modelfile.save(served_model(), tmp_path / "model.safetensors")
     (tmp_path / "nothing").mkdir()
     result = CliRunner().invoke(cli_app, ["serve", str(path), "--port", "8123", "--data-dir",

@@ -217,13 +217,15 @@ def test_an_empty_raw_png_says_draw_a_digit(client):
     (b'{"pixels": "0,0,0"}', 422, ["list"]),
     (b'{"pixels": [1, 2, 3]}', 422, ["784", "got 3"]),
     (json.dumps({"pixels": [0] * 785}).encode(), 422, ["784", "got 785"]),
-    (json.dumps({"pixels": [[0] * 28] * 28}).encode(), 422, ["784", "got 28"]),
+    (json.dumps({"pixels": [[0] * 28] * 28}).encode(), 422, ["784", "shape (28, 28)"]),
     (b'{"pixels": [' + b"0, " * 783 + b"NaN]}", 422, ["NaN", "finite"]),
     (b'{"pixels": [Infinity' + b", 0" * 783 + b"]}", 422, ["Infinity", "finite"]),
     (b'{"pixels": [-Infinity' + b", 0" * 783 + b"]}", 422, ["Infinity", "finite"]),
-    (b'{"pixels": [1e999' + b", 0" * 783 + b"]}", 422, ["pixels[0]", "finite"]),
-    (json.dumps({"pixels": [0] * 783 + [256]}).encode(), 422, ["pixels[783]", "0-255"]),
-    (json.dumps({"pixels": [-1] + [0] * 783}).encode(), 422, ["pixels[0]", "0-255"]),
+    (b'{"pixels": [1e999' + b", 0" * 783 + b"]}", 422, ["pixels", "index 0", "finite"]),
+    (json.dumps({"pixels": [0] * 783 + [256]}).encode(), 422,
+     ["pixels", "index 783", "outside 0..255"]),
+    (json.dumps({"pixels": [-1] + [0] * 783}).encode(), 422,
+     ["pixels", "index 0", "outside 0..255"]),
     (json.dumps({"pixels": [0] * 10 + ["9"] + [0] * 773}).encode(), 422,
      ["pixels[10]", "not a number"]),
     (json.dumps({"pixels": [True] * 784}).encode(), 422, ["pixels[0]", "not a number"]),
@@ -319,11 +321,12 @@ def test_create_app_refuses_a_model_that_does_not_take_784_inputs():
 
 @pytest.fixture
 def no_uvicorn(monkeypatch):
-    """Record uvicorn.run's calls instead of binding a port."""
-    import uvicorn
+    """Record the server's runs instead of binding a port."""
+    from digitnet.web import server
 
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(server, "run", lambda app, host, port, **kw: calls.append(
+        (app, {"host": host, "port": port, **kw})))
     return calls
 
 
@@ -401,3 +404,170 @@ def test_a_stalled_upload_is_answered_408(serving):
     status_line, _, rest = reply.decode().partition("\r\n")
     assert status_line.startswith("HTTP/1.1 408")
     assert '{"error":"the body did not arrive within 0.2 seconds"}' in rest
+
+
+# -- protocol and images as an adversary sends them -------------------------------------------
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    import struct
+    import zlib
+
+    crc = struct.pack(">I", zlib.crc32(kind + body))
+    return struct.pack(">I", len(body)) + kind + body + crc
+
+
+def text_first_png(width: int, height: int) -> bytes:
+    """A black PNG whose text chunk comes before IHDR: the size is not at bytes 16-24."""
+    import struct
+    import zlib
+
+    rows = zlib.compressobj(9)
+    idat = b"".join(rows.compress(b"\0" + bytes(width)) for _ in range(height)) + rows.flush()
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"tEXt", b"Comment\0x") +
+            _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) +
+            _chunk(b"IDAT", idat) + _chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize(("width", "height", "words"), [
+    (7000, 7000, ["7000x7000", "limit"]),      # the case: 49 megapixels in 50 KB
+    (2100, 2100, ["2100x2100", "limit"]),      # just over the pixel cap
+    (4100, 10, ["4100x10", "largest accepted is 2048x2048"]),  # few pixels, too wide
+])
+def test_image_size_is_read_where_the_decoder_reads_it(client, width, height, words):
+    data = text_first_png(width, height)
+    assert_error(post_raw(client, data, "image/png"), 422, *words)
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    assert_error(client.post("/api/predict", json={"image": url}), 422, *words)
+
+
+@pytest.mark.parametrize("make_type", [5, 11], ids=["Make RATIONAL", "Make FLOAT"])
+def test_malformed_exif_is_answered_not_500(client, make_type):
+    import struct
+
+    entries = [struct.pack("<HHII", 0x0112, 3, 1, 6)]
+    extra = b""
+    if make_type == 5:
+        entries.append(struct.pack("<HHII", 0x010F, 5, 1, 8 + 2 + 12 * 2 + 4))
+        extra = struct.pack("<II", 1, 3)
+    else:
+        entries.append(struct.pack("<HHIf", 0x010F, 11, 1, 1.5))
+    ifd = struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
+    image = Image.new("L", (80, 80), 255)
+    ImageDraw.Draw(image).line([(40, 10), (40, 70)], fill=0, width=8)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd + extra)
+    response = post_raw(client, buffer.getvalue(), "image/png")
+    assert response.status_code == 200, response.text
+    assert sum(response.json()["probabilities"]) == pytest.approx(1, abs=1e-4)
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/api/model", "/api/weights",
+                                  "/static/app.js"])
+def test_head_answers_like_get_without_a_body(client, path):
+    head, get = client.head(path), client.get(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+
+
+@pytest.mark.parametrize("value", ["bytes=abc", "bytes=5-2", "items=0-1", "bytes=-", "bytes=é"])
+def test_a_malformed_range_is_ignored(client, value):
+    response = client.get("/", headers={"Range": value.encode("utf-8")})
+    assert response.status_code == 200 and response.content.startswith(b"<!DOCTYPE html>")
+
+
+@pytest.mark.parametrize("path", ["/", "/static/app.js"])
+def test_an_unsatisfiable_range_is_a_json_error(client, path):
+    assert_error(client.get(path, headers={"Range": "bytes=99999999-"}), 416, "Range")
+
+
+def test_a_model_with_fewer_classes_than_the_samples_refuses_them():
+    params = network.init_params((784, 10, 3), np.random.default_rng(0))
+    three = Model(params, Preprocessing(), {"preset": "default"})
+    with pytest.raises(ValueError, match="3 classes"):
+        web.create_app(three, (np.zeros((2, 28, 28), np.uint8), np.array([1, 7])))
+
+
+def test_serve_hides_the_sample_button_for_a_model_of_other_classes(tmp_path, no_uvicorn,
+                                                                     mnist_dir):
+    params = network.init_params((784, 10, 3), np.random.default_rng(0))
+    path = modelfile.save(Model(params, Preprocessing(), {"preset": "default"}),
+                          tmp_path / "three.safetensors")
+    result = CliRunner().invoke(cli_app, ["serve", str(path), "--data-dir", str(mnist_dir)])
+    assert result.exit_code == 0, result.output
+    (app, _), = no_uvicorn
+    client = TestClient(app)
+    assert client.get("/api/model").json()["samples"] is False
+    assert_error(client.get("/api/sample"), 404, "no test digits")
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("POST", "/healthz", "GET"), ("DELETE", "/", "GET"), ("GET", "/api/predict", "POST")])
+def test_a_wrong_method_is_a_json_error_naming_the_right_one(client, method, path, allowed):
+    assert_error(client.request(method, path), 405, f"{method} {path}", allowed)
+
+
+@pytest.mark.parametrize("request_bytes", [b"GARBAGE\r\n\r\n",
+                                           b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"])
+def test_a_request_that_is_not_http_gets_a_json_400(request_bytes):
+    from digitnet.web import server
+
+    with serving_guarded() as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request_bytes)
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
+    assert "malformed HTTP request" in json.loads(body)["error"]
+    assert server.GuardedH11.header_timeout > 0
+
+
+def serving_guarded():
+    """The app under uvicorn with the guarded protocol, in a thread; yields the port."""
+    import threading
+    import time
+    from contextlib import contextmanager
+
+    import uvicorn
+
+    from digitnet.web import server
+
+    @contextmanager
+    def run():
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(web.create_app(random_model()), log_level="warning",
+                                lifespan="off", http=server.GuardedH11)
+        running = uvicorn.Server(config)
+        thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        for _ in range(1000):
+            if running.started:
+                break
+            time.sleep(0.01)
+        try:
+            yield sock.getsockname()[1]
+        finally:
+            running.should_exit = True
+            thread.join(10)
+            sock.close()
+
+    return run()
+
+
+def test_outputs_that_overflow_on_one_drawing_are_a_422_not_a_500():
+    # Finite on a blank image, infinite where pixel 300 is lit: a model the load-time probe
+    # could pass, built in memory.
+    params = network.init_params((784, 10, 10), np.random.default_rng(0))
+    params.W[0][:] = 0
+    params.W[0][300, :] = 3e38
+    params.W[1][:] = 10
+    model = Model(params, Preprocessing(), {"preset": "default"})
+    lit = np.zeros((28, 28), np.uint8)
+    lit.flat[300] = 255
+    assert web._prediction(model, np.zeros((28, 28), np.uint8))["label"] in range(10)
+    with pytest.raises(web.ApiError, match="not finite") as caught:
+        web._prediction(model, lit)
+    assert caught.value.status == 422

@@ -93,7 +93,6 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     ModelFileError
         If the file is missing, damaged or not a digitnet checkpoint.
     """
-    from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
     from digitnet.modelfile import read_bytes
@@ -104,22 +103,56 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         n = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + n]) if 8 + n <= len(data) else None
         arrays = st_load(data)
-    except (SafetensorError, ValueError, TypeError, OverflowError):
+    except Exception:  # noqa: BLE001 - whatever the loader raises, this is no checkpoint
         header = None
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a digitnet checkpoint (write one with "
                              "train --checkpoint-every N, or by stopping training with Ctrl-C)")
-    if int(meta.get("format_version", "0")) > FORMAT_VERSION:
+    version = meta.get("format_version", "0")
+    if not (isinstance(version, str) and version.isdigit()):
+        raise ModelFileError(f"{path}: damaged checkpoint metadata (format_version "
+                             f"{version!r:.40})")
+    if int(version) > FORMAT_VERSION:
         raise ModelFileError(f"{path}: written by a newer digitnet; upgrade digitnet")
     if int(meta.get("format_version", "0")) < FORMAT_VERSION:
         raise ModelFileError(f"{path}: a checkpoint in an older digitnet's format; it cannot be "
                              "resumed, start the run again")
     try:
         info = json.loads(meta["digitnet"])
-    except (KeyError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):
         raise ModelFileError(f"{path}: damaged checkpoint metadata") from None
+    _check_info(info, path)
     return info, arrays
+
+
+# What restore and config_of read from a checkpoint's metadata, and the JSON type of each.
+_FIELDS = {"config": dict, "epoch": int, "step": int, "history": dict,
+           "preprocessing": dict, "loss_watch": dict}
+
+
+def _check_info(info: Any, path: Path) -> None:
+    """Refuse damaged metadata by name, before restoring meets a missing or odd field."""
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: damaged checkpoint metadata (not an object)")
+    for key, kind in _FIELDS.items():
+        if not isinstance(info.get(key), kind) or isinstance(info.get(key), bool):
+            raise ModelFileError(f"{path}: damaged checkpoint metadata ({key} is missing or "
+                                 f"not {'an integer' if kind is int else 'an object'})")
+    if not {"smoothed", "limit"} <= info["loss_watch"].keys() or \
+            not {"scale", "mean", "std"} <= info["preprocessing"].keys():
+        raise ModelFileError(f"{path}: damaged checkpoint metadata (loss watch or "
+                             "preprocessing incomplete)")
+    if not all(isinstance(v, list) for v in info["history"].values()):
+        raise ModelFileError(f"{path}: damaged checkpoint metadata (history)")
+    from dataclasses import fields
+
+    from digitnet.training import TrainConfig
+
+    unknown = set(info["config"]) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ModelFileError(f"{path}: damaged checkpoint metadata (unknown config fields "
+                             f"{', '.join(sorted(unknown))[:60]})")
 
 
 def config_of(info: dict[str, Any]) -> TrainConfig:

@@ -27,8 +27,9 @@ try:  # typer 0.2x parses with its own copy of click
 except ImportError:
     from click.exceptions import UsageError  # type: ignore[assignment]
 
-from digitnet import __version__
+from digitnet import __version__, streams
 from digitnet.errors import DigitnetError
+from digitnet.streams import shown
 
 if TYPE_CHECKING:
     from digitnet.bench import BenchResult
@@ -44,6 +45,12 @@ class _Group(TyperGroup):
             fail(str(exc))
         except UsageError as exc:  # a command's options: one line too, and exit 2 as click does
             fail(_usage_line(exc), code=2)
+        except KeyboardInterrupt:
+            _print_error("interrupted (Ctrl-C)")
+            raise typer.Exit(130) from None
+        except streams.Terminated:
+            _print_error("terminated (SIGTERM)")
+            raise typer.Exit(143) from None
 
 
 app = typer.Typer(
@@ -73,9 +80,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _print_error(message: object) -> None:
-    # Text, not markup: a file name like "x[/]y.png" is shown as it is, not parsed as a tag.
-    err_console.print(Text.assemble(("error:", "bold red"), " ", str(message)),
+    # Text, not markup: a file name like "x[/]y.png" is shown as it is, not parsed as a tag;
+    # control characters (from a file name or a file's content) are shown escaped, so the
+    # message stays one line and cannot drive the terminal.
+    err_console.print(Text.assemble(("error:", "bold red"), " ", shown(str(message))),
                       highlight=False, soft_wrap=True)
+
+
+def _safe(text: object) -> str:
+    """Text from a file or a path, ready for Rich: control characters escaped, markup too."""
+    return escape(shown(text))
 
 
 def _usage_line(exc: Exception) -> str:
@@ -257,13 +271,15 @@ def train(
 
     Terms (epoch, step, batch, Adam, one-cycle, L2, validation): docs/GLOSSARY.md#training.
     """
-    from digitnet import checkpoint, modelfile, runner, snapshots, training
+    from digitnet import checkpoint, guard, modelfile, runner, snapshots, training
 
     overrides = dict(hidden=hidden, layers=layers, epochs=epochs, iterations=iterations,
                      batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule,
                      l2=l2, seed=seed, val_size=val_size, augment=augment, dataset=dataset)
     if checkpoint_every < 0 or checkpoint_every > 1_000_000:
         fail(f"--checkpoint-every {checkpoint_every} is out of range; it must be >= 0")
+    if out is not None:  # before the checkpoint is even read
+        guard.check_output(out, [resume], what="--out", example="model.safetensors")
     if resume is not None:
         given = sorted(f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None)
         if given:
@@ -273,12 +289,9 @@ def train(
     else:
         config = training.make_config(preset, **overrides)
     out = out or Path("models") / f"{config.preset}.safetensors"
+    guard.check_output(out, [resume], what="--out", example="model.safetensors")
     checkpoint_path = checkpoint_path or resume or out.with_name(out.name + ".ckpt")
-    if out.is_dir():
-        fail(f"{out}: is a directory; give a file name like model.safetensors")
-    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
-    if blocked is not None:  # found now, not after training
-        fail(f"{out}: cannot be written, {blocked} is a file, not a folder")
+    _check_train_outputs(out, checkpoint_path, resume, config.dataset, data_dir)
     progress, show = _train_progress(
         config.iterations or config.epochs, quiet or as_json, config.iterations is not None)
     recorder = snapshots.Recorder()  # W1 at a few points of the run, for the report
@@ -297,15 +310,15 @@ def train(
         if trainer.stopped:
             checkpoint.save(trainer, checkpoint_path)
             progress.stop()
-            err_console.print(Text(
+            err_console.print(Text(shown(
                 f"{stop.name}: training stopped after epoch {trainer.epoch} of {trainer.epochs} "
                 f"(step {trainer.step} of {trainer.total_steps}); checkpoint saved to "
                 f"{checkpoint_path}; continue with: digitnet train --resume {checkpoint_path} "
-                f"--out {out}"), soft_wrap=True)
+                f"--out {out}")), soft_wrap=True)
             raise typer.Exit(stop.exit_code)
     model = runner.finish(trainer.result(), data)
     model.meta["snapshots"] = recorder.to_meta()
-    modelfile.save(model, out)
+    modelfile.save(model, out, [resume])
     metrics = model.meta["metrics"]
     if as_json:
         print_json({**metrics, "model": str(out), "preset": config.preset,
@@ -322,7 +335,31 @@ def train(
                   f"{metrics['test_accuracy']:.2%}", f"{metrics['train_seconds']:.2f}",
                   str(metrics["epochs"]), str(metrics["iterations"]))
     console.print(table)
-    console.print(Text.assemble("model saved to ", (str(out), "bold")))
+    console.print(Text.assemble("model saved to ", (shown(out), "bold")))
+
+
+def _check_train_outputs(out: Path, checkpoint_path: Path, resume: Path | None, dataset: str,
+                         data_dir: Path | None) -> None:
+    """Refuse, before any training, outputs that cannot be written or are the run's inputs.
+
+    The checkpoint may be the one resumed from (it is read whole at the start, and each new
+    checkpoint continues it); the model file may be neither, nor any of the data files.
+    """
+    from digitnet import datasets, guard
+
+    guard.check_output(checkpoint_path, [], what="--checkpoint", example="run.ckpt")
+    if guard.same_file(out, checkpoint_path):
+        fail(f"--checkpoint {checkpoint_path}: is the same file as --out; give the checkpoint "
+             f"its own name, e.g. {out.name}.ckpt")
+    data_files: list[Path] = []
+    for split in datasets.SPLITS:
+        try:
+            found = datasets.locate(dataset, split, data_dir, download=False)
+        except DigitnetError:  # not there yet (or a bad folder): training says so itself
+            continue
+        data_files += [found.images, found.labels]
+    guard.check_output(out, data_files, what="--out", example="model.safetensors")
+    guard.check_output(checkpoint_path, data_files, what="--checkpoint", example="run.ckpt")
 
 
 class _StopSignals:
@@ -352,6 +389,7 @@ class _StopSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signal is not None:  # asked twice: stop now, without a checkpoint
+            _print_error("stopped at once by a second signal; no checkpoint written")
             raise SystemExit(self.CODES[signum])
         self.signal = signum
         for listener in self._listeners:
@@ -386,7 +424,16 @@ def _check_takes_digits(model: Any, path: Path) -> None:
              "digit, so it cannot read digits")
 
 
-def _labelled_data(dataset: str, split: str, data_dir: Path | None):
+def _labelled_data(dataset: str, split: str, data_dir: Path | None, use: str = "evaluated"):
+    images, labels = _digits(dataset, split, data_dir)
+    if labels is None:
+        fail(f"{dataset}: has no labels, so it cannot be {use}; give a file with a label "
+             "column (or predict its digits with digitnet predict --dataset FILE --index N)")
+    return images, labels
+
+
+def _digits(dataset: str, split: str, data_dir: Path | None):
+    """The images and labels (None for a file without them) of a dataset name or a file."""
     from digitnet import datasets
 
     if dataset in datasets.DATASETS:
@@ -395,11 +442,21 @@ def _labelled_data(dataset: str, split: str, data_dir: Path | None):
     if not path.exists() and not path.is_symlink():  # a link loop: the reader says so
         fail(f"{dataset}: neither a dataset name ({', '.join(datasets.DATASETS)}) nor a file")
     images, labels = datasets.load_file(path, split)
-    if labels is None:
-        fail(f"{path}: has no labels, so it cannot be evaluated; use predict")
     if len(images) == 0:
         fail(f"{path}: holds no images")
     return images, labels
+
+
+def _probabilities(model: Any, images: Any, path: Path) -> Any:
+    """The model's class probabilities, refused when they are not finite numbers."""
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        probabilities = model.predict_proba(images)
+    if not np.isfinite(probabilities).all():
+        fail(f"{path}: the model's outputs are not finite numbers (NaN or inf) for these "
+             "images; its weights overflow on them, so retrain it")
+    return probabilities
 
 
 @app.command()
@@ -423,13 +480,14 @@ def evaluate(
     images, labels = _labelled_data(dataset, split, data_dir)
     if labels.max() >= model.sizes[-1]:
         fail(f"{dataset}: holds label {labels.max()}, but the model knows only "
-             f"{model.sizes[-1]} classes")
-    result = metrics.evaluate(labels, model.predict(images), model.sizes[-1])
+             f"{model.sizes[-1]} classes; give a model trained on this dataset")
+    predicted = _probabilities(model, images, model_path).argmax(axis=1)
+    result = metrics.evaluate(labels, predicted, model.sizes[-1])
     if as_json:
         print_json({"model": str(model_path), "dataset": dataset, "split": split, **result})
         return
-    names = [escape(name) for name in model.class_names]  # names are data, not markup
-    table = Table(title=f"{escape(str(model_path))} on {escape(dataset)} {split}: accuracy "
+    names = [_safe(name) for name in model.class_names]  # names are data, not markup
+    table = Table(title=f"{_safe(str(model_path))} on {_safe(dataset)} {split}: accuracy "
                   f"{result['accuracy']:.2%} of {result['n']:,}")
     for column in ("class", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="right")
@@ -451,7 +509,8 @@ def predict(
     model_path: Annotated[Path, typer.Argument(metavar="MODEL", help="A model file.")],
     images: Annotated[list[Path] | None, typer.Argument(metavar="IMAGE...",
                                                         help="PNG, JPEG or BMP files.")] = None,
-    top: Annotated[int, typer.Option(help="How many classes to show per image.")] = 3,
+    top: Annotated[int | None, typer.Option(help="How many classes to show per image "
+                                            "(default 3, or all when fewer).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Predict a stored digit of this "
                                                 "dataset instead (with --index).")] = None,
     index: Annotated[int | None, typer.Option(help="Which digit of --dataset.")] = None,
@@ -478,6 +537,7 @@ def predict(
     model = _load_model(model_path)
     _check_takes_digits(model, model_path)
     n_classes = model.sizes[-1]
+    top = min(3, n_classes) if top is None else top
     if not 1 <= top <= n_classes:
         fail(f"--top {top} is out of range; it must be between 1 and {n_classes}")
     if save_input is not None and save_input.exists() and not save_input.is_dir():
@@ -492,13 +552,13 @@ def predict(
             fail("give image files or --dataset/--index, not both")
         if dataset is None or index is None:
             fail("--dataset and --index go together")
-        data, labels = _labelled_data(dataset, split, data_dir)
+        data, labels = _digits(dataset, split, data_dir)
         if not 0 <= index < len(data):
             fail(f"--index {index} is out of range; {dataset} {split} has {len(data):,} "
                  f"images (0 to {len(data) - 1})")
         inputs.append(data[index])
         names.append(f"{dataset}[{split}][{index}]")
-        truths.append(int(labels[index]))
+        truths.append(None if labels is None else int(labels[index]))
         order.append(0)
     elif not images:
         fail("give at least one image file, or --dataset and --index")
@@ -515,7 +575,7 @@ def predict(
             names.append(str(path))
             truths.append(None)
     saved = cli_inputs.save(save_input, names, inputs, images or []) if save_input else []
-    probabilities = model.predict_proba(np.stack(inputs)) if inputs else []
+    probabilities = _probabilities(model, np.stack(inputs), model_path) if inputs else []
     answers: list[dict[str, Any]] = []
     for k, (name, p, truth) in enumerate(zip(names, probabilities, truths, strict=True)):
         result = {"file": name, "label": int(np.argmax(p)),
@@ -563,12 +623,12 @@ def info(
     if as_json:
         print_json(summary)
         return
-    table = Table(title=escape(str(model_path)), show_header=False)
+    table = Table(title=_safe(str(model_path)), show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
     table.add_row("network", "-".join(map(str, model.sizes)) + " (ReLU hidden, softmax out)")
-    table.add_row("preset", escape(str(summary["preset"])))  # text from the file, not markup
-    table.add_row("digitnet", escape(str(summary["digitnet_version"])))
+    table.add_row("preset", _safe(str(summary["preset"])))  # text from the file, not markup
+    table.add_row("digitnet", _safe(str(summary["digitnet_version"])))
     table.add_row("weights SHA-256", f"{summary['weights_sha256']} (verified)")
     pre = summary["preprocessing"]
     table.add_row("input", escape(f"x = (pixels × {pre.get('scale', 1):.6g} − "
@@ -579,14 +639,14 @@ def info(
     table.add_section()
     for key, value in summary["metrics"].items():
         if key.endswith("accuracy") and isinstance(value, float):
-            shown = f"{value:.2%}"
+            text = f"{value:.2%}"
         else:
-            shown = f"{value:.2f}" if isinstance(value, float) else str(value)
-        table.add_row(escape(key), escape(shown))
+            text = f"{value:.2f}" if isinstance(value, float) else str(value)
+        table.add_row(_safe(key), _safe(text))
     data = summary["datasets"]
     for split in ("train", "test"):
         for stem, digest in data.get(split, {}).get("sha256", {}).items():
-            table.add_row(escape(f"{data.get('name', '')} {stem}"), escape(digest))
+            table.add_row(_safe(f"{data.get('name', '')} {stem}"), _safe(digest))
     console.print(table)
 
 
@@ -638,8 +698,13 @@ def gradcheck(
     as_json: Json = False,
 ) -> None:
     """Compare backpropagation with central differences (float64, small random network)."""
+    import math
+
     from digitnet.gradcheck import gradient_check
 
+    if not (math.isfinite(threshold) and 0 < threshold < 1):
+        fail(f"--threshold {threshold:g} is out of range; give a relative error between 0 and "
+             "1, e.g. 1e-6")
     result = gradient_check()
     ok = result.max_relative_error <= threshold
     if as_json:
@@ -653,7 +718,8 @@ def gradcheck(
         console.print(f"gradient check {verdict}: {result.max_relative_error:.2e} "
                       f"(threshold {threshold:.0e})")
     if not ok:
-        raise typer.Exit(1)
+        fail(f"gradient check failed: the largest relative error "
+             f"{result.max_relative_error:.2e} is above --threshold {threshold:.0e}")
 
 
 @app.command()
@@ -676,12 +742,15 @@ def report(
     _check_split(split)
     if out.exists() and not out.is_dir():
         fail(f"{out}: is a file; give a folder for the report")
+    _check_report_folder(out, [model_path, Path(dataset)])
     try:
         from digitnet import report as reporting
     except ImportError as exc:
         fail(f"report needs matplotlib ({exc.name} is missing): pip install 'digitnet[plot]'")
     model = _load_model(model_path)
-    images, labels = _labelled_data(dataset, split, data_dir)
+    _check_takes_digits(model, model_path)
+    images, labels = _labelled_data(dataset, split, data_dir, use="reported on")
+    _check_classes(model, model_path, labels, dataset)
     source = f"{dataset if dataset in ('mnist', 'fashion-mnist') else Path(dataset).name} {split}"
     try:
         written = reporting.write_report(model, images, labels, out, source)
@@ -694,9 +763,28 @@ def report(
                     "files": [str(p) for p in written]})
         return
     for path in written:
-        console.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
-    console.print(f"open [bold]{escape(str(written[-1]))}[/] in a browser", highlight=False,
+        console.print(f"wrote {_safe(str(path))}", highlight=False, soft_wrap=True)
+    console.print(f"open [bold]{_safe(str(written[-1]))}[/] in a browser", highlight=False,
                   soft_wrap=True)
+
+
+def _check_report_folder(out: Path, inputs: list[Path]) -> None:
+    """Refuse a report folder holding an input under a name the report writes (PNG, HTML)."""
+    from digitnet import guard
+
+    for path in inputs:
+        if path.suffix.lower() not in (".png", ".html") or not path.exists():
+            continue
+        if guard.same_file(path.parent, out) and path.name != "":
+            fail(f"--out {out}: holds the input {path}, which the report's files could "
+                 "replace; give another folder")
+
+
+def _check_classes(model: Any, model_path: Path, labels: Any, dataset: str) -> None:
+    if len(labels) and int(labels.max()) >= model.sizes[-1]:
+        fail(f"{model_path}: the model knows {model.sizes[-1]} classes (0 to "
+             f"{model.sizes[-1] - 1}), but {dataset} holds label {int(labels.max())}; give "
+             "a model trained on this dataset")
 
 
 def _sample_digits(model: Any, data_dir: Path | None):
@@ -705,13 +793,19 @@ def _sample_digits(model: Any, data_dir: Path | None):
 
     name = (model.meta.get("datasets") or {}).get("name") or \
         (model.meta.get("config") or {}).get("dataset") or "mnist"
-    if name not in datasets.DATASETS:
+    if not isinstance(name, str) or name not in datasets.DATASETS:
+        return None
+    if len(datasets.DATASETS[name].class_names) != model.sizes[-1]:
+        err_console.print(f"[yellow]note:[/] the model has {model.sizes[-1]} classes, not the "
+                          f"{len(datasets.DATASETS[name].class_names)} of {name}, so the page "
+                          "hides its random-digit button", highlight=False, soft_wrap=True)
         return None
     try:
         return datasets.load(name, "test", data_dir, download=False)
     except DigitnetError as exc:
         err_console.print(f"[yellow]note:[/] no {name} test digits, so the page hides its "
-                          f"random-digit button ({exc})", highlight=False, soft_wrap=True)
+                          f"random-digit button ({_safe(exc)})", highlight=False,
+                          soft_wrap=True)
         return None
 
 
@@ -731,13 +825,15 @@ def serve(
     if not 0 <= port <= 65535:
         fail(f"--port {port} is out of range; it must be between 0 and 65535")
     model = _load_model(model_path)  # a bad model file stops here, before the port is bound
+    _check_takes_digits(model, model_path)
     try:
-        import uvicorn
-
         from digitnet.web.app import create_app
         from digitnet.web.runs import TrainSettings
+        from digitnet.web.server import check_address
+        from digitnet.web.server import run as run_server
     except ImportError as exc:
         fail(f"serve needs the web extra ({exc.name} is missing): pip install 'digitnet[web]'")
+    check_address(host, port)
     try:
         web_app = create_app(model, _sample_digits(model, data_dir),
                              training=TrainSettings.for_host(host, allow_train, data_dir))
@@ -748,12 +844,11 @@ def serve(
     web_log = logging.getLogger("digitnet.web")
     web_log.addHandler(handler)
     web_log.propagate = False
-    shown = f"[{host}]" if ":" in host else host
-    console.print(f"serving {escape(str(model_path))} on [bold]http://{escape(shown)}:{port}/[/] "
-                  "(Ctrl+C stops)",
-                  highlight=False)
+    address = f"[{host}]" if ":" in host else host
     # Open event streams are closed after 3 s, so Ctrl+C stops a training run without waiting.
-    uvicorn.run(web_app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
+    run_server(web_app, host, port, timeout_graceful_shutdown=3, announce=lambda: console.print(
+        f"serving {_safe(str(model_path))} on [bold]http://{_safe(address)}:{port}/[/] "
+        "(Ctrl+C stops)", highlight=False))
 
 
 @app.command()
@@ -767,17 +862,22 @@ def export(
 ) -> None:
     """Export a model to ONNX: pixels in; probabilities and label out."""
     from digitnet import export as onnx_export
+    from digitnet import guard
 
+    if input_type not in onnx_export.INPUT_TYPES:
+        fail(f"--input-type {shown(input_type)!r} is unknown; choose "
+             f"{' or '.join(onnx_export.INPUT_TYPES)}")
+    guard.check_output(out, [model_path], what="OUT", example="model.onnx")
     model = _load_model(model_path)
-    written = onnx_export.to_onnx(model, out, input_type)
+    written = onnx_export.to_onnx(model, out, input_type, inputs=[model_path])
     result = {"model": str(model_path), "onnx": str(written), "sizes": list(model.sizes),
               "input_type": input_type, "opset": onnx_export.OPSET,
               "ir_version": onnx_export.IR_VERSION, "bytes": written.stat().st_size}
     if as_json:
         print_json(result)
         return
-    console.print(f"wrote [bold]{written}[/]: {'-'.join(map(str, model.sizes))} network, input "
-                  f"'pixels' {input_type} [N, {model.sizes[0]}], outputs 'probabilities' and "
+    console.print(f"wrote [bold]{_safe(written)}[/]: {'-'.join(map(str, model.sizes))} network, "
+                  f"input 'pixels' {input_type} [N, {model.sizes[0]}], outputs 'probabilities' and "
                   f"'label' (ONNX opset {onnx_export.OPSET})", highlight=False)
 
 
@@ -892,17 +992,44 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *args: An
 def main() -> None:
     """Entry point: run the app, turning digitnet's errors into one line and exit 1."""
     warnings.formatwarning = _one_line_warning
+    streams.prepare_streams([console, err_console], lambda message: fail_now(message, 1))
+    previous = signal.signal(signal.SIGTERM, streams.terminate)
     try:
         app()
     except DigitnetError as exc:
-        _print_error(exc)
-        sys.exit(1)
-    except ValueError as exc:  # options Typer parsed but the library refused
-        _print_error(" ".join(str(exc).split()))
-        sys.exit(2)
+        fail_now(str(exc), 1)
     except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]")
-        sys.exit(130)
+        fail_now("interrupted (Ctrl-C)", 130)
+    except streams.Terminated:
+        fail_now("terminated (SIGTERM)", 143)
+    except SystemExit as exc:
+        _flush_stdout()
+        raise SystemExit(exc.code) from None
+    except OSError as exc:  # writing the output failed: a full disk, a closed pipe
+        if not streams.stdout_failed(exc):
+            raise
+        _stdout_error(exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _flush_stdout()
+
+
+def fail_now(message: str, code: int) -> NoReturn:
+    _print_error(message)
+    sys.exit(code)
+
+
+def _stdout_error(exc: OSError) -> NoReturn:
+    streams.drop_stdout()
+    fail_now(f"cannot write to standard output ({exc.strerror or exc}); the output is "
+             "incomplete", 1)
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        _stdout_error(exc)
 
 
 if __name__ == "__main__":

@@ -96,13 +96,19 @@ def show(screen: Console, names: list[str], inputs: list[np.ndarray]) -> None:
 def print_predictions(screen: Console, results: list[dict[str, Any]], class_names: list[str],
                       top: int) -> None:
     """One line per prediction: the file, the class, the ``top`` classes' probabilities."""
+    from digitnet.streams import shown
+
     for result in results:
         p = np.asarray(result["probabilities"])
         best = np.argsort(-p)[:top]
-        shown = ", ".join(f"{class_names[k]} {p[k]:.1%}" for k in best)
+        ranked = ", ".join(f"{shown(class_names[k])} {p[k]:.1%}" for k in best)
         truth_label = result.get("true_label")
-        truth_text = f" (true: {class_names[truth_label]})" if truth_label is not None else ""
-        # Text, not markup: file and class names are shown as they are; one line however long
-        screen.print(Text.assemble(f"{result['file']}: ", (class_names[result["label"]], "bold"),
-                                   f"{truth_text}  ", (shown, "dim")), highlight=False,
+        known = isinstance(truth_label, int) and 0 <= truth_label < len(class_names)
+        truth_name = class_names[truth_label] if known else str(truth_label)  # type: ignore[index]
+        truth_text = f" (true: {shown(truth_name)})" if truth_label is not None else ""
+        # Text, not markup, control characters escaped: file and class names come from files;
+        # one line however long
+        screen.print(Text.assemble(f"{shown(result['file'])}: ",
+                                   (shown(class_names[result["label"]]), "bold"),
+                                   f"{truth_text}  ", (ranked, "dim")), highlight=False,
                      soft_wrap=True)

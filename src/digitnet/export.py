@@ -20,14 +20,15 @@ Opset 21 and IR version 10 are read by onnxruntime 1.18 and later (the ``onnx`` 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from digitnet import __version__
-from digitnet._atomic import atomic_write_bytes
-from digitnet.errors import DigitnetError, ModelFileError
+from digitnet.errors import ConfigError, DigitnetError, ModelFileError
+from digitnet.guard import atomic_write_bytes, check_output
 from digitnet.model import Model
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def to_onnx_model(model: Any, input_type: str = "uint8") -> onnx.ModelProto:
     onnx = _onnx()
     model = _as_model(model)
     if input_type not in INPUT_TYPES:
-        raise ValueError(f"unknown input type {input_type!r}; choose one of "
+        raise ConfigError(f"unknown input type {input_type!r}; choose one of "
                          f"{', '.join(INPUT_TYPES)}")
     helper = onnx.helper
     elem = onnx.TensorProto.UINT8 if input_type == "uint8" else onnx.TensorProto.FLOAT
@@ -157,7 +158,8 @@ def to_onnx_model(model: Any, input_type: str = "uint8") -> onnx.ModelProto:
     return proto
 
 
-def to_onnx(model: Any, path: str | Path, input_type: str = "uint8") -> Path:
+def to_onnx(model: Any, path: str | Path, input_type: str = "uint8",
+            inputs: Iterable[str | Path] = ()) -> Path:
     """Write the network as an ONNX file, atomically (temporary file, then rename).
 
     Parameters
@@ -167,6 +169,8 @@ def to_onnx(model: Any, path: str | Path, input_type: str = "uint8") -> Path:
         The file to write, e.g. ``model.onnx``; missing folders are created.
     input_type : {"uint8", "float32"}
         Element type of the ``pixels`` input; see :func:`to_onnx_model`.
+    inputs : iterable of str or Path
+        Files the model was read from: ``path`` must not be one of them.
 
     Returns
     -------
@@ -176,7 +180,7 @@ def to_onnx(model: Any, path: str | Path, input_type: str = "uint8") -> Path:
     Raises
     ------
     ModelFileError
-        If ``path`` is a folder or cannot be written.
+        If ``path`` is a folder, one of ``inputs``, or cannot be written.
     DigitnetError
         If the onnx package is not installed.
 
@@ -187,12 +191,7 @@ def to_onnx(model: Any, path: str | Path, input_type: str = "uint8") -> Path:
     >>> session = onnxruntime.InferenceSession("model.onnx")
     >>> probabilities, label = session.run(None, {"pixels": images.reshape(-1, 784)})
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a directory; give a file name like model.onnx")
-    existing = next((p for p in path.parents if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise ModelFileError(f"{path}: cannot be written, {existing} is a file, not a folder")
+    path = check_output(path, inputs, example="model.onnx", error=ModelFileError)
     data = to_onnx_model(model, input_type).SerializeToString()
     try:
         atomic_write_bytes(path, data)

@@ -29,15 +29,14 @@ from __future__ import annotations
 import io
 import os
 import re
-import stat
 import struct
 import warnings
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from digitnet.errors import ImageError
+from digitnet.guard import read_file
 
 __all__ = [
     "MAX_BYTES",
@@ -89,13 +88,19 @@ _DECODE_ERRORS = (
 )
 
 
-def read_image(source: str | os.PathLike[str] | bytes) -> np.ndarray:
+def read_image(source: str | os.PathLike[str] | bytes, max_pixels: int = MAX_PIXELS,
+               max_side: int | None = None) -> np.ndarray:
     """Read an image file (or its bytes) as a grey array.
 
     Parameters
     ----------
     source : str, path-like or bytes
         A path to a PNG, JPEG, BMP, GIF, TIFF, WebP or PPM file, or the file's content.
+    max_pixels : int
+        The most pixels (width x height) accepted, checked on the size the decoder will
+        produce, before any pixel is decoded (default :data:`MAX_PIXELS`).
+    max_side : int or None
+        The widest and tallest image accepted, in pixels, checked the same way.
 
     Returns
     -------
@@ -111,15 +116,15 @@ def read_image(source: str | os.PathLike[str] | bytes) -> np.ndarray:
     ImageError
         Naming the source, when it is missing, a directory, empty, larger than
         :data:`MAX_BYTES`, not an image in a format above, damaged or truncated, larger than
-        :data:`MAX_PIXELS`, or animated (more than one frame: which frame to read is not for
-        digitnet to guess).
+        ``max_pixels`` or ``max_side``, or animated (more than one frame: which frame to read
+        is not for digitnet to guess).
     """
     name = _source_name(source)
     data = _read_bytes(source, name)
     with warnings.catch_warnings():
         # Pillow warns about oddities in files it can still read; the checks here decide.
         warnings.simplefilter("ignore")
-        image = _open(data, name)
+        image = _open(data, name, max_pixels, max_side)
         image = _decode(image, name)
         return _grey(image, name)
 
@@ -239,39 +244,33 @@ def _source_name(source: object) -> str:
 def _read_bytes(source: str | os.PathLike[str] | bytes, name: str) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
+        if len(data) > MAX_BYTES:
+            raise ImageError(f"{name}: {len(data):,} bytes is larger than any image file "
+                             f"digitnet reads (the limit is {MAX_BYTES:,} bytes)")
     else:
-        path = Path(source)
-        try:
-            mode = path.stat().st_mode  # before opening: opening a FIFO blocks
-        except FileNotFoundError:
-            raise ImageError(f"{name}: no such file") from None
-        except OSError as exc:  # a symbolic link loop, a path through a file
-            raise ImageError(f"{name}: cannot be read ({exc.strerror or exc})") from None
-        if stat.S_ISDIR(mode):
-            raise ImageError(f"{name}: is a directory, not an image file")
-        if not stat.S_ISREG(mode):
-            raise ImageError(f"{name}: is not a regular file")
-        try:
-            with path.open("rb") as file:
-                data = file.read(MAX_BYTES + 1)  # one byte more tells a file over the limit
-        except OSError as exc:
-            raise ImageError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+        data = read_file(source, what="image file", limit=MAX_BYTES, error=ImageError).data
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes)")
-    if len(data) > MAX_BYTES:
-        raise ImageError(f"{name}: the file is larger than the limit of {MAX_BYTES:,} bytes")
     return data
 
 
-def _open(data: bytes, name: str) -> Image.Image:
-    """Identify the image and check what its header states, decoding no pixels yet."""
+def _open(data: bytes, name: str, max_pixels: int, max_side: int | None) -> Image.Image:
+    """Identify the image and check the size the decoder will produce, decoding no pixels yet.
+
+    The size is Pillow's own reading of the header (wherever in the file it lies), the one the
+    decoder allocates for, not bytes at a fixed offset.
+    """
     Image.init()
     formats = [f for f in FORMATS if f in Image.OPEN]
     try:
         image = Image.open(io.BytesIO(data), formats=formats)
         width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise ImageError(_too_many_pixels(name, f"is {width}x{height} = {width * height:,}"))
+        if width * height > max_pixels:
+            raise ImageError(f"{name}: the image is {width}x{height} = {width * height:,} "
+                             f"pixels; the limit is {max_pixels:,}")
+        if max_side is not None and max(width, height) > max_side:
+            raise ImageError(f"{name}: the image is {width}x{height} pixels; the largest "
+                             f"accepted is {max_side}x{max_side}")
         n_frames = getattr(image, "n_frames", 1)
     except Image.DecompressionBombError as exc:
         raise ImageError(_too_many_pixels(name, _claimed(exc))) from None
@@ -294,6 +293,27 @@ def _too_many_pixels(name: str, stated: str) -> str:
     return f"{name}: the image {stated} pixels; the limit is {MAX_PIXELS:,}"
 
 
+# EXIF orientation (tag 0x0112) and the transposition that makes the image upright.
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says; as it is when the EXIF is unreadable.
+
+    Only the orientation tag is read: ``ImageOps.exif_transpose`` rewrites the whole EXIF
+    block, and fails on any other tag stored with an unexpected type.
+    """
+    try:
+        orientation = image.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block only costs the orientation
+        return image
+    method = _ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(method) if method is not None else image
+
+
 def _claimed(bomb: Exception) -> str:
     """What Pillow's bomb check says the image claims: "claims 400,000,000" or "claims more"."""
     found = re.search(r"\((\d+) pixels\)", str(bomb))
@@ -304,7 +324,7 @@ def _decode(image: Image.Image, name: str) -> Image.Image:
     """Decode every pixel now, so damage shows here, and apply the EXIF orientation."""
     try:
         image.load()
-        return ImageOps.exif_transpose(image)
+        return _upright(image)
     except Image.DecompressionBombError as exc:
         raise ImageError(_too_many_pixels(name, _claimed(exc))) from None
     except _DECODE_ERRORS as exc:

@@ -14,16 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import stat
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from digitnet import __version__
-from digitnet._atomic import atomic_write_bytes
 from digitnet.errors import ModelFileError
+from digitnet.guard import atomic_write_bytes, check_output, read_file
 from digitnet.model import Model, Preprocessing
 from digitnet.network import Params
 
@@ -82,11 +82,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in model metadata")
 
 
-def save(model: Model, path: str | Path) -> Path:
-    """Write the model to ``path`` atomically (temporary file, then rename); returns the path."""
-    path = Path(path)
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a directory; give a file name like model.safetensors")
+def save(model: Model, path: str | Path, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Write the model to ``path`` atomically (temporary file, then rename); returns the path.
+
+    ``path`` must not be one of ``inputs``, the files the model was made from.
+    """
+    path = check_output(path, inputs, example="model.safetensors", error=ModelFileError)
     try:
         atomic_write_bytes(path, to_bytes(model))
     except OSError as exc:
@@ -118,22 +119,7 @@ def read_bytes(path: Path, what: str = "model file") -> bytes:
         If ``path`` is missing, a folder, not a regular file, too large or unreadable; the
         message calls the file ``what``.
     """
-    try:
-        st = path.stat()  # before opening: opening a FIFO blocks, a device never ends
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError
-        if not stat.S_ISREG(st.st_mode):
-            raise ModelFileError(f"{path}: is not a regular file")
-        size = st.st_size
-        if size > MAX_BYTES:
-            raise ModelFileError(f"{path}: {size:,} bytes is too large for a digitnet {what}")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such {what}") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a directory, expected a {what}") from None
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return read_file(path, what=what, limit=MAX_BYTES, error=ModelFileError).data
 
 
 # Files people mistake for model files, by their first bytes.
@@ -208,19 +194,36 @@ def _metadata(header: dict[str, Any], source: str) -> dict[str, Any]:
 def _sizes(info: dict[str, Any], source: str) -> list[int]:
     sizes = info["architecture"].get("sizes") if isinstance(info["architecture"], dict) else None
     if (not isinstance(sizes, list) or len(sizes) < 2
-            or not all(isinstance(s, int) and 0 < s <= 1 << 20 for s in sizes)):
+            or not all(type(s) is int and 0 < s <= 1 << 20 for s in sizes)):
         raise ModelFileError(f"{source}: metadata gives no valid layer sizes ({_shown(sizes)})")
+    if sizes[-1] < 2:
+        raise ModelFileError(f"{source}: the model has {sizes[-1]} output class; a classifier "
+                             "needs at least 2, so this model cannot tell digits apart")
     return sizes
 
 
-def _params(data: bytes, sizes: list[int], source: str) -> Params:
-    from safetensors import SafetensorError
+def _check_tensor_types(header: dict[str, Any], source: str) -> None:
+    """Refuse tensors of a type digitnet does not read (BF16, F16, F8, integers, ...) by name,
+    from the header, before the safetensors loader meets a type NumPy has no name for."""
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        kind = entry.get("dtype") if isinstance(entry, dict) else None
+        if kind not in _DTYPES:
+            raise ModelFileError(f"{source}: array {_shown(name, 20)} has tensor type "
+                                 f"{_shown(kind, 20)}; digitnet reads F32 or F64 (float32 or "
+                                 "float64) weights, so convert the model to float32")
+
+
+def _params(data: bytes, header: dict[str, Any], sizes: list[int], source: str) -> Params:
     from safetensors.numpy import load as st_load
 
+    _check_tensor_types(header, source)
     try:
         arrays = st_load(data)
-    except (SafetensorError, ValueError, TypeError, OverflowError) as exc:
-        raise ModelFileError(f"{source}: damaged safetensors data ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - the loader's own errors vary by version and type
+        detail = " ".join(str(exc).split())[:80] or type(exc).__name__
+        raise ModelFileError(f"{source}: damaged safetensors data ({detail})") from None
     W: list[np.ndarray] = []
     b: list[np.ndarray] = []
     for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False), start=1):
@@ -276,9 +279,18 @@ def _check_optional(info: dict[str, Any], n_out: int, source: str) -> None:
     for key, value in info.get("metrics", {}).items():
         if not _number_or_null(value):
             raise damaged(f"metric {_shown(key)} should be a number, found {_shown(value)}")
+    lengths = set()
     for key, values in info.get("history", {}).items():
         if not (isinstance(values, list) and all(_number_or_null(v) for v in values)):
             raise damaged(f"history {_shown(key)} should be a list of numbers")
+        lengths.add(len(values))
+    if len(lengths) > 1:
+        raise damaged("history lists should all have one entry per epoch, found lengths "
+                      f"{', '.join(map(str, sorted(lengths)))}")
+    config = info.get("config", {})
+    for key in ("dataset", "preset"):
+        if key in config and not isinstance(config[key], str):
+            raise damaged(f"config {key} should be a string, found {_shown(config[key])}")
     data = info.get("datasets", {})
     if not isinstance(data.get("name", ""), str):
         raise damaged(f"datasets name should be a string, found {_shown(data['name'])}")
@@ -302,11 +314,31 @@ def _shown(value: Any, limit: int = 60) -> str:
 
 def from_bytes(data: bytes, source: str = "<bytes>") -> Model:
     """Parse a model file's bytes; see :func:`load`."""
-    info = _metadata(_header(data, source), source)
+    header = _header(data, source)
+    info = _metadata(header, source)
     sizes = _sizes(info, source)
     _check_optional(info, sizes[-1], source)
-    params = _params(data, sizes, source)
+    params = _params(data, header, sizes, source)
     if weights_sha256(params) != info["weights_sha256"]:
         raise ModelFileError(f"{source}: weights differ from the SHA-256 recorded when the "
                              "model was saved: the file was modified or corrupted")
-    return Model(params, _preprocessing(info, source), info)
+    model = Model(params, _preprocessing(info, source), info)
+    _check_outputs_finite(model, source)
+    return model
+
+
+def _check_outputs_finite(model: Model, source: str) -> None:
+    """Refuse a model whose outputs are not finite numbers on probe images.
+
+    Weights and preprocessing can each be finite and still overflow together (a standard
+    deviation of 1e-320, weights of 1e30): such a model would answer NaN for every image.
+    """
+    n_inputs = model.sizes[0]
+    probes = np.stack([np.zeros(n_inputs), np.full(n_inputs, 255.0),
+                       np.arange(n_inputs) % 256.0, 255.0 - np.arange(n_inputs) % 256.0])
+    with np.errstate(all="ignore"):
+        probabilities = model.forward(probes).probabilities
+    if not np.isfinite(probabilities).all():
+        raise ModelFileError(f"{source}: the model's outputs are not finite numbers (NaN or "
+                             "inf) on test images; its weights or preprocessing overflow, so "
+                             "it cannot read digits; retrain it")

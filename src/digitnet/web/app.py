@@ -42,7 +42,8 @@ import binascii
 import json
 import logging
 import math
-import struct
+import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,10 @@ BODY_TIMEOUT = 30.0
 """Seconds a client has to send its whole body; a stalled upload is answered 408."""
 MAX_IMAGE_SIDE = 2048
 """The widest and tallest PNG accepted, in pixels; checked before any pixel is decoded."""
+MAX_IMAGE_PIXELS = 2048 * 2048
+"""The most pixels a PNG may have, checked on the size the decoder reads from the file."""
+DECODERS = 2
+"""Images decoded at once; more uploads wait their turn, so memory stays bounded."""
 N_PIXELS = 28 * 28
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DRAW_A_DIGIT = "the drawing is empty: draw a digit"
@@ -118,33 +123,38 @@ def create_app(
         samples = (np.asarray(samples[0]).reshape(-1, 28, 28), np.asarray(samples[1]))
         if len(samples[0]) != len(samples[1]) or not len(samples[0]):
             raise ValueError("samples must hold as many labels as images, at least one")
+        if int(samples[1].max()) >= model.sizes[-1] or int(samples[1].min()) < 0:
+            raise ValueError(f"sample labels reach {int(samples[1].max())}, but the model has "
+                             f"{model.sizes[-1]} classes")
     rng = rng or np.random.default_rng()
     served = _Served(model, samples is not None)
 
+    decoding = threading.BoundedSemaphore(DECODERS)
     app = FastAPI(title="digitnet", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(_RangeCheck)
     from digitnet.web import train_api  # it imports this module: not at the top
 
     train_api.attach(app, training, served.use)
 
     app.include_router(explain_api.router(model, max_body, body_timeout))  # /api/explain
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/api/model")
+    @app.api_route("/api/model", methods=["GET", "HEAD"])
     async def model_info() -> dict[str, Any]:
         return served.info
 
-    @app.get("/api/weights")
+    @app.api_route("/api/weights", methods=["GET", "HEAD"])
     async def model_weights() -> dict[str, Any]:
         return served.weights
 
@@ -159,7 +169,9 @@ def create_app(
             raise ApiError(422, f"index {_number(index)} is out of range; there are {len(images)} "
                                 f"test digits (0 to {len(images) - 1})")
         label = int(labels[index])
-        return {"index": index, "label": label, "class_name": served.model.class_names[label],
+        names = served.model.class_names  # the model in use may have been switched
+        return {"index": index, "label": label,
+                "class_name": names[label] if label < len(names) else str(label),
                 "pixels": images[index].reshape(-1).tolist()}
 
     @app.post("/api/predict")
@@ -173,7 +185,8 @@ def create_app(
         # requests are answered meanwhile.
         content_type = request.headers.get("content-type")
         model = served.model
-        return await run_in_threadpool(lambda: _prediction(model, _input28(content_type, body)))
+        return await run_in_threadpool(lambda: _prediction(model, _input28(content_type, body,
+                                                                           decoding)))
 
     return app
 
@@ -215,11 +228,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _input28(content_type: str | None, body: bytes) -> np.ndarray:
+def _input28(content_type: str | None, body: bytes,
+             decoding: threading.BoundedSemaphore) -> np.ndarray:
     """The 28x28 MNIST-style input for a request body of the given content type."""
     media = (content_type or "").split(";")[0].strip().lower()
     if media == "image/png":
-        return _from_png(body)
+        return _from_png(body, decoding)
     if media != "application/json":
         raise ApiError(415, f"expected Content-Type application/json or image/png, got "
                             f"{media or 'none'}")
@@ -229,7 +243,7 @@ def _input28(content_type: str | None, body: bytes) -> np.ndarray:
                             '{"image": "data:image/png;base64,..."}')
     if "pixels" in payload:
         return _from_pixels(payload["pixels"])
-    return _from_png(_data_url(payload["image"]))
+    return _from_png(_data_url(payload["image"]), decoding)
 
 
 def _json(body: bytes) -> Any:
@@ -255,23 +269,24 @@ def _not_finite(constant: str) -> float:
 
 
 def _from_pixels(values: Any) -> np.ndarray:
+    # What JSON can hold beyond numbers is refused here; the grey values themselves (how many,
+    # finite, 0-255, blank) are checked by imaging.from_values, as for any other caller.
     if not isinstance(values, list):
         raise ApiError(422, f"pixels must be a list of {N_PIXELS} numbers, got "
                             f"{type(values).__name__}")
-    if len(values) != N_PIXELS:
-        raise ApiError(422, f"pixels must hold {N_PIXELS} grey values (28x28), got "
-                            f"{len(values)}")
     for i, value in enumerate(values):
+        if isinstance(value, list):  # nested: from_values names the shape
+            break
         if type(value) not in (int, float):  # bool is an int to Python, not a grey level
             raise ApiError(422, f"pixels[{i}] is {json.dumps(value)[:40]}, not a number")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ApiError(422, f"pixels[{i}] is {value}, not a finite number")
-        if not 0 <= value <= 255:  # an int of any size compares without becoming a float
-            raise ApiError(422, f"pixels[{i}] is {_number(value)}, outside the grey levels 0-255")
-    grey = np.asarray(values, dtype=np.float64)
-    if np.ptp(grey) < imaging.MIN_CONTRAST:
-        raise ApiError(422, DRAW_A_DIGIT)
-    return _to_mnist(grey.reshape(28, 28))
+        if type(value) is int and not -(2**63) <= value < 2**63:  # beyond any array's integers
+            raise ApiError(422, f"pixels[{i}] is {_number(value)}, outside the grey levels "
+                                "0-255")
+    try:
+        return imaging.from_values(values, source="pixels")
+    except ImageError as exc:
+        raise ApiError(422, DRAW_A_DIGIT if "no digit found" in str(exc) else str(exc)) \
+            from None
 
 
 def _number(value: float) -> str:
@@ -295,22 +310,20 @@ def _data_url(value: Any) -> bytes:
         raise ApiError(422, "image is not valid base64") from None
 
 
-def _from_png(data: bytes) -> np.ndarray:
+def _from_png(data: bytes, decoding: threading.BoundedSemaphore) -> np.ndarray:
     if not data.startswith(PNG_SIGNATURE):
         raise ApiError(415, "the upload is not a PNG image (it lacks the PNG signature)")
-    if len(data) >= 24 and data[12:16] == b"IHDR":
-        width, height = struct.unpack(">II", data[16:24])
-        if max(width, height) > MAX_IMAGE_SIDE:
-            raise ApiError(422, f"the image is {width}x{height} pixels; the largest accepted "
-                                f"is {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}")
-    try:
-        grey = imaging.read_image(data)
-    except ImageError as exc:
-        raise ApiError(422, str(exc)) from None
-    if min(grey.shape) < imaging.MIN_SIDE:
-        raise ApiError(422, f"the image is {grey.shape[1]}x{grey.shape[0]} pixels, too small "
-                            f"to hold a digit")
-    return _to_mnist(grey)
+    with decoding:  # a full-size image takes ~100 MB on its way to 28x28: a few at a time
+        try:
+            # The size is checked on what the decoder reads, before it allocates anything.
+            grey = imaging.read_image(data, max_pixels=MAX_IMAGE_PIXELS,
+                                      max_side=MAX_IMAGE_SIDE)
+        except ImageError as exc:
+            raise ApiError(422, str(exc)) from None
+        if min(grey.shape) < imaging.MIN_SIDE:
+            raise ApiError(422, f"the image is {grey.shape[1]}x{grey.shape[0]} pixels, too "
+                                "small to hold a digit")
+        return _to_mnist(grey)
 
 
 def _to_mnist(grey: np.ndarray) -> np.ndarray:
@@ -325,8 +338,12 @@ def _to_mnist(grey: np.ndarray) -> np.ndarray:
 
 
 def _prediction(model: Model, input28: np.ndarray) -> dict[str, Any]:
-    fwd = model.forward(input28.reshape(1, N_PIXELS))
+    with np.errstate(all="ignore"):
+        fwd = model.forward(input28.reshape(1, N_PIXELS))
     probabilities = fwd.probabilities[0].astype(np.float64)
+    if not (np.isfinite(probabilities).all() and np.isfinite(fwd.A[1]).all()):
+        raise ApiError(422, "the model's outputs are not finite numbers for this drawing; its "
+                            "weights overflow on it")
     label = int(np.argmax(probabilities))
     return {
         "label": label,
@@ -396,6 +413,10 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     message = exc.detail if isinstance(exc.detail, str) else "request refused"
     if exc.status_code == 404:
         message = f"{request.url.path}: not found"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"{request.method} {request.url.path}: method not allowed" + (
+            f"; use {allowed}" if allowed else "")
     return _error(request, exc.status_code, message)
 
 
@@ -406,3 +427,67 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else
                      str(error.get("msg", "invalid")))
     return _error(request, 422, "; ".join(parts) or "invalid request")
+
+
+# -- Range headers ----------------------------------------------------------------------------
+
+_RANGE = re.compile(r"bytes=\s*(\d*-\d*)(\s*,\s*\d*-\d*)*\s*")
+
+
+class _RangeCheck:
+    """Drops a malformed ``Range`` header, so the file is answered whole (RFC 9110 lets a
+    server ignore Range), and answers any error that the framework's own parts send as plain
+    text (an unsatisfiable range, say) as JSON, like every other error."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers") or []
+        ranges = [v for k, v in headers if k == b"range"]
+        if ranges and not all(_valid_range(v) for v in ranges):
+            scope = dict(scope, headers=[(k, v) for k, v in headers if k != b"range"])
+        replaced = False
+
+        async def send_json_errors(message: Any) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the plain-text body of a replaced answer
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                kind = dict(message.get("headers") or []).get(b"content-type", b"")
+                if not kind.startswith(b"application/json"):
+                    replaced = True
+                    await _send_json_error(scope, send, message["status"])
+                    return
+            await send(message)
+
+        await self.app(scope, receive, send_json_errors)
+
+
+_PLAIN_ERRORS = {416: "the Range asks for bytes beyond the end of the file; leave Range out "
+                      "or ask for bytes=0-"}
+
+
+async def _send_json_error(scope: Any, send: Any, status: int) -> None:
+    message = _PLAIN_ERRORS.get(status, "request refused")
+    log.warning("%s %s -> %d: %s", scope.get("method"), scope.get("path"), status, message)
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body",
+                "body": b"" if scope.get("method") == "HEAD" else body})
+
+
+def _valid_range(value: bytes) -> bool:
+    try:
+        text = value.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    if not _RANGE.fullmatch(text):
+        return False
+    spans = [span.strip().split("-") for span in text.split("=", 1)[1].split(",")]
+    return all((a or b) and (not (a and b) or int(a) <= int(b)) for a, b in spans)
