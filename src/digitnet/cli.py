@@ -890,7 +890,7 @@ def bench(
                                          "(BLAS, PyTorch).")] = 1,
     as_json: Json = False,
 ) -> None:
-    """Time digitnet against scikit-learn, PyTorch and the original notebook, in one process."""
+    """Time digitnet against scikit-learn, PyTorch, onnxruntime and the original notebook."""
     from digitnet import bench as benchmark
 
     if threads < 1:
