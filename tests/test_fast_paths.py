@@ -65,11 +65,13 @@ def test_compress_and_bit_scan_find_the_same_pixels(n_in):
 
 @NUMBA
 @pytest.mark.parametrize("compress", [True, False])
-@pytest.mark.parametrize(("n_in", "hidden"), [(784, 10), (784, 17), (100, 5)])
+@pytest.mark.parametrize(("n_in", "hidden"), [(784, 10), (784, 17), (100, 5), (128, 16),
+                                             (30, 3)])
 def test_each_inference_path_matches_the_model(monkeypatch, compress, n_in, hidden):
     monkeypatch.setattr("digitnet.fast.predictor.vector_compress", lambda: compress)
     images = digits(150, n_in, seed=3)
-    images[7] = 0
+    images[7] = 0    # no pixel lit
+    images[8] = 255  # every pixel lit: every bit of every mask
     params = network.init_params((n_in, hidden, 10), np.random.default_rng(8))
     model = Model(params, PRE)
     predictor = fast.Predictor(params, PRE, "numba")
