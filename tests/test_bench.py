@@ -18,9 +18,10 @@ from digitnet.bench import naive_notebook, results
 from digitnet.bench.races import Race
 from digitnet.cli import app
 from digitnet.cli.apps import bench_tables as _bench_tables
+from digitnet.fast.cpu import VECTOR_FEATURES
 
 RATIOS = {"epoch_vs_sklearn", "epoch_vs_torch", "time_to_94_vs_sklearn", "seed_preset_vs_naive",
-          "inference_vs_torch"}
+          "inference_vs_torch", "inference_vs_onnxruntime", "epoch_vs_floor"}
 
 
 def numbers(tree, path=""):
@@ -52,8 +53,15 @@ def test_quick_json_reports_every_figure(mnist_dir):
         for peer in ("digitnet", "sklearn", "torch"):
             assert target in result["time_to_accuracy"][peer]
     assert {"digitnet", "naive"} <= set(result["seed_preset"])
-    assert {"digitnet", "torch", "sklearn"} <= set(result["inference"]["images_per_second"])
-    assert {"digitnet", "torch", "sklearn"} <= set(result["inference"]["single_image_seconds"])
+    peers = {"digitnet", "torch", "sklearn", "onnxruntime"}
+    assert peers <= set(result["inference"]["images_per_second"])
+    assert peers <= set(result["inference"]["single_image_seconds"])
+    assert result["inference"]["onnxruntime_labels_agree"] > 0.999  # the same model
+    machine = result["machine"]
+    assert machine["cpu"] and set(machine["cpu_id"]) <= {"vendor", "family", "model"}
+    assert set(machine["vector_features"]) <= set(VECTOR_FEATURES)
+    assert set(machine["paths"]) == {"non_zero_pixels", "inference_first_layer",
+                                     "training_first_layer", "full_batch"}
     found = dict(numbers(result))
     assert len(found) > 40
     for where, value in found.items():
@@ -113,7 +121,7 @@ def sample_result() -> results.BenchResult:
         quick=True,
         machine=results.Machine("AMD EPYC", 2, 1, "3.11.7", "2.4.6", "numba",
                                 blas="openblas 0.3.31", numba="0.68.1", sklearn="1.9.1",
-                                torch="2.13.0"),
+                                torch="2.13.0", vector_features=("avx2", "fma")),
         memory=(results.MemoryRun(122.0, "auto", "digitnet train", 0.948, 3.1),),
         floor=results.Floors(98.7, 25.4, 1.9, 0.02, 0.007),
         epoch_seconds=(
@@ -124,14 +132,17 @@ def sample_result() -> results.BenchResult:
         seed_preset=results.SeedPreset(50, results.SeedRun(3.0, 0.06, 0.86, "numpy"),
                                        results.SeedRun(12.0, 0.24, 0.86)),
         inference=results.Inference(
-            10_000, results.PeerFigures(6e6, 1e6, 2e6, digitnet_reference=3e6),
-            results.PeerFigures(2e-6, 9e-5, 3e-5), "numba", "a float32 tensor", "uint8"))
+            10_000, results.PeerFigures(6e6, 1e6, 2e6, digitnet_reference=3e6,
+                                        onnxruntime=1.5e6),
+            results.PeerFigures(2e-6, 9e-5, 3e-5, onnxruntime=1e-5), "numba",
+            "a float32 tensor", "uint8", "uint8 through the exported model", 1.0))
 
 
 def test_ratios_divide_digitnet_by_the_peer():
     assert sample_result().ratios == results.Ratios(
         epoch_vs_sklearn=0.25, epoch_vs_torch=0.2, time_to_94_vs_sklearn=0.25,
-        seed_preset_vs_naive=0.25, inference_vs_torch=3.0)
+        seed_preset_vs_naive=0.25, inference_vs_torch=3.0, inference_vs_onnxruntime=4.0,
+        epoch_vs_floor=50.0)
 
 
 def test_the_json_keeps_the_published_keys():
@@ -151,9 +162,12 @@ def test_the_json_keeps_the_published_keys():
                                             "test_accuracy": 0.86}
     assert data["seed_preset"]["digitnet"]["backend"] == "numpy"
     assert set(data["inference"]["images_per_second"]) == {"digitnet", "digitnet_reference",
-                                                           "sklearn", "torch"}
-    assert set(data["inference"]["single_image_seconds"]) == {"digitnet", "sklearn", "torch"}
+                                                           "sklearn", "torch", "onnxruntime"}
+    assert set(data["inference"]["single_image_seconds"]) == {"digitnet", "sklearn", "torch",
+                                                              "onnxruntime"}
+    assert data["inference"]["onnxruntime_labels_agree"] == 1.0
     assert data["machine"]["torch"] == "2.13.0" and data["memory"][0]["backend"] == "auto"
+    assert data["machine"]["vector_features"] == ["avx2", "fma"]
 
 
 def test_the_tables_show_every_figure(capsys):
@@ -161,7 +175,8 @@ def test_the_tables_show_every_figure(capsys):
     out = capsys.readouterr().out
     for text in ("AMD EPYC", "(--quick)", "digitnet (numpy)", "scikit-learn", "PyTorch",
                  "naive notebook", "93%", "94%", "8.00 (2 ep)", "6,000,000", "122 MiB",
-                 "time_to_94_vs_sklearn", "0.250", "digitnet (reference)"):
+                 "time_to_94_vs_sklearn", "0.250", "digitnet (reference)", "onnxruntime",
+                 "1,500,000", "inference_vs_onnxruntime", "4.000", "vector features: avx2 fma"):
         assert text in out, text
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from digitnet.bench.peers import FAST
 from digitnet.bench.results import Floors, Machine, MemoryRun
 from digitnet.errors import DigitnetError
+from digitnet.fast import cpu as processor
 
 __all__ = ["floors", "peak_rss", "machine"]
 
@@ -124,8 +125,10 @@ def machine(threads: int) -> Machine:
         found = [f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
                  if i.get("user_api") == "blas"]
         blas = ", ".join(sorted(set(found)))
-    versions = {name: __import__(name).__version__ for name in ("numba", "sklearn", "torch")
+    versions = {name: __import__(name).__version__
+                for name in ("numba", "sklearn", "torch", "onnxruntime")
                 if importlib.util.find_spec(name) is not None}
     return Machine(cpu=cpu, cores=os.cpu_count(), threads=threads,
                    python=platform.python_version(), numpy=np.__version__, backend=FAST,
-                   blas=blas, **versions)
+                   blas=blas, **versions, cpu_id=processor.cpu_id(),
+                   vector_features=tuple(processor.vector_features()), paths=processor.paths())

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from digitnet import datasets, fast, training
+from digitnet.bench import onnx_peer
 from digitnet.errors import DigitnetError
 from digitnet.model import Preprocessing
 
@@ -46,12 +47,14 @@ FAST = "numba" if fast.numba_available() else "numpy"
 
 
 class MissingPeerError(DigitnetError):
-    """scikit-learn or PyTorch, which the benchmark compares with, is not installed."""
+    """scikit-learn, PyTorch or onnxruntime, which the benchmark compares with, is not
+    installed."""
 
 
 def check_peers() -> dict[str, str]:
     """The versions of the peers; raises :class:`MissingPeerError` naming the missing ones."""
-    missing = [name for name, module in (("scikit-learn", "sklearn"), ("torch", "torch"))
+    missing = [name for name, module in (("scikit-learn", "sklearn"), ("torch", "torch"),
+                                         *onnx_peer.MODULES.items())
                if importlib.util.find_spec(module) is None]
     if missing:
         raise MissingPeerError(f"the benchmark compares with {' and '.join(missing)}, which "

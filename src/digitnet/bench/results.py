@@ -6,6 +6,7 @@ are the ones ``benchmarks/RESULTS.md`` quotes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -34,9 +35,16 @@ class Machine:
     numba: str | None = None
     sklearn: str | None = None
     torch: str | None = None
+    onnxruntime: str | None = None
+    cpu_id: dict[str, str] | None = None           # vendor, family and model numbers
+    vector_features: tuple[str, ...] | None = None  # those the kernels' paths depend on
+    paths: dict[str, str] | None = None             # the path each kernel takes here
 
     def to_dict(self) -> dict[str, Any]:
-        return _without_none(asdict(self))
+        data = _without_none(asdict(self))
+        if "vector_features" in data:
+            data["vector_features"] = list(data["vector_features"])
+        return data
 
 
 @dataclass(frozen=True)
@@ -76,10 +84,12 @@ class PeerFigures:
     torch: float
     digitnet_numpy: float | None = None      # the NumPy engine, beside the fast one
     digitnet_reference: float | None = None  # network.py as written
+    onnxruntime: float | None = None         # the exported model (inference only)
 
     def items(self) -> list[tuple[str, float]]:
         """(name, figure) pairs, digitnet's first."""
-        order = ("digitnet", "digitnet_numpy", "digitnet_reference", "sklearn", "torch")
+        order = ("digitnet", "digitnet_numpy", "digitnet_reference", "sklearn", "torch",
+                 "onnxruntime")
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         return [(name, values[name]) for name in order if values[name] is not None]
 
@@ -183,12 +193,16 @@ class Inference:
     digitnet_backend: str
     torch_input: str
     digitnet_input: str
+    onnxruntime_input: str | None = None
+    onnxruntime_labels_agree: float | None = None  # the share of labels equal to digitnet's
 
     def to_dict(self) -> dict[str, Any]:
-        return {"images": self.images, "images_per_second": self.images_per_second.to_dict(),
-                "single_image_seconds": self.single_image_seconds.to_dict(),
-                "digitnet_backend": self.digitnet_backend, "torch_input": self.torch_input,
-                "digitnet_input": self.digitnet_input}
+        return _without_none({
+            "images": self.images, "images_per_second": self.images_per_second.to_dict(),
+            "single_image_seconds": self.single_image_seconds.to_dict(),
+            "digitnet_backend": self.digitnet_backend, "torch_input": self.torch_input,
+            "digitnet_input": self.digitnet_input, "onnxruntime_input": self.onnxruntime_input,
+            "onnxruntime_labels_agree": self.onnxruntime_labels_agree})
 
 
 @dataclass(frozen=True)
@@ -200,12 +214,15 @@ class Ratios:
     time_to_94_vs_sklearn: float
     seed_preset_vs_naive: float
     inference_vs_torch: float
+    inference_vs_onnxruntime: float  # NaN where onnxruntime was not run
+    epoch_vs_floor: float            # the epoch over the FLOP floor the bench measured
 
     @classmethod
     def of(cls, epoch: PeerFigures, races: Races, seed: SeedPreset,
-           inference: Inference) -> Ratios:
+           inference: Inference, floor: Floors) -> Ratios:
         """From the epoch times at one batch size and the other figures."""
         speed = inference.images_per_second
+        onnxruntime = speed.onnxruntime if speed.onnxruntime is not None else math.nan
         return cls(
             epoch_vs_sklearn=epoch.digitnet / epoch.sklearn,
             epoch_vs_torch=epoch.digitnet / epoch.torch,
@@ -213,6 +230,8 @@ class Ratios:
                                    / races.sklearn.at(0.94).seconds),
             seed_preset_vs_naive=seed.digitnet.seconds / seed.naive.seconds,
             inference_vs_torch=speed.digitnet / speed.torch,
+            inference_vs_onnxruntime=speed.digitnet / onnxruntime,
+            epoch_vs_floor=epoch.digitnet / floor.epoch_flop_floor_s,
         )
 
     def to_dict(self) -> dict[str, float]:
@@ -246,7 +265,7 @@ class BenchResult:
     @property
     def ratios(self) -> Ratios:
         return Ratios.of(self.epochs_at(RATIO_BATCH), self.time_to_accuracy,
-                         self.seed_preset, self.inference)
+                         self.seed_preset, self.inference, self.floor)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object ``digitnet bench --json`` prints."""

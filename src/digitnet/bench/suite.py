@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from digitnet import fast, training
-from digitnet.bench import naive_notebook
+from digitnet.bench import naive_notebook, onnx_peer
 from digitnet.bench.machine import floors, machine, peak_rss
 from digitnet.bench.peers import (
     FAST,
@@ -106,7 +106,8 @@ def _accuracy(model: Model, data: BenchData) -> float:
 # -- inference ---------------------------------------------------------------------------------
 
 
-def inference(data: BenchData, repeats: int, latency_calls: int) -> Inference:
+def inference(data: BenchData, repeats: int, latency_calls: int,
+              n_threads: int = 1) -> Inference:
     """Images per second over the test images, and one image's latency, per peer."""
     import torch
 
@@ -117,12 +118,14 @@ def inference(data: BenchData, repeats: int, latency_calls: int) -> Inference:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf = sklearn_model(64, max_iter=1).fit(data.X, data.labels)
+    ort_labels = onnx_peer.labeller(model, n_threads)
     n = len(data.test_images)
     batch = PeerFigures(
         digitnet=n / median_time(lambda: predictor.predict(data.test_images), repeats),
         digitnet_reference=n / median_time(lambda: model.predict(data.test_images), repeats),
         torch=n / median_time(lambda: net.predict(net.X_test), repeats),
         sklearn=n / median_time(lambda: clf.predict(data.X_test), repeats),
+        onnxruntime=n / median_time(lambda: ort_labels(data.test_images), repeats),
     )
     one_image, one_x = data.test_images[:1], data.X_test[:1]
     one_t = torch.from_numpy(one_x)
@@ -130,11 +133,15 @@ def inference(data: BenchData, repeats: int, latency_calls: int) -> Inference:
         digitnet=_per_call(lambda: predictor.predict(one_image), latency_calls),
         torch=_per_call(lambda: net.predict(one_t), latency_calls),
         sklearn=_per_call(lambda: clf.predict(one_x), max(20, latency_calls // 10)),
+        onnxruntime=_per_call(lambda: ort_labels(one_image), latency_calls),
     )
+    agree = np.mean(ort_labels(data.test_images) == predictor.predict(data.test_images))
     return Inference(images=n, images_per_second=batch, single_image_seconds=single,
                      digitnet_backend=predictor.backend,
                      torch_input="a float32 tensor, standardised beforehand (not timed)",
-                     digitnet_input="the uint8 images as loaded")
+                     digitnet_input="the uint8 images as loaded",
+                     onnxruntime_input="the uint8 images as loaded, through the exported model",
+                     onnxruntime_labels_agree=float(agree))
 
 
 def _per_call(fn: Callable[[], Any], calls: int) -> float:
@@ -167,7 +174,7 @@ def run(data_dir: str | Path | None = None, settings: BenchSettings | None = Non
     Raises
     ------
     MissingPeerError
-        When scikit-learn or PyTorch is not installed.
+        When scikit-learn, PyTorch or onnxruntime is not installed.
     """
     settings = settings or BenchSettings()
     say = progress or (lambda message: None)
@@ -190,7 +197,8 @@ def run(data_dir: str | Path | None = None, settings: BenchSettings | None = Non
         say(f"the seed preset: {settings.seed_iterations} full-batch iterations")
         seed = seed_preset(data, settings.seed_iterations)
         say("inference")
-        speed = inference(data, settings.inference_repeats, settings.latency_calls)
+        speed = inference(data, settings.inference_repeats, settings.latency_calls,
+                          settings.threads)
     return BenchResult(quick=settings.quick, machine=about, memory=memory, floor=floor,
                        epoch_seconds=tuple(rows), time_to_accuracy=races, seed_preset=seed,
                        inference=speed)

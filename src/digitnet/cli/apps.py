@@ -208,7 +208,7 @@ def bench(
                                          "(BLAS, PyTorch).")] = 1,
     as_json: Json = False,
 ) -> None:
-    """Time digitnet against scikit-learn, PyTorch and the original notebook, in one process."""
+    """Time digitnet against scikit-learn, PyTorch, onnxruntime and the original notebook."""
     from digitnet import bench as benchmark
 
     if threads < 1:
@@ -227,12 +227,15 @@ def bench_tables(result: BenchResult) -> None:
     """The benchmark's figures as Rich tables."""
     peers = {"digitnet": "digitnet", "digitnet_numpy": "digitnet (numpy)",
              "digitnet_reference": "digitnet (reference)", "sklearn": "scikit-learn",
-             "torch": "PyTorch"}
+             "torch": "PyTorch", "onnxruntime": "onnxruntime"}
     m = result.machine
     console.print(f"[bold]{m.cpu}[/], {m.cores} cores, {m.threads} thread(s); numpy "
                   f"{m.numpy} ({m.blas or '?'}), scikit-learn {m.sklearn}, torch {m.torch}, "
                   f"numba {m.numba or '-'}; digitnet backend {m.backend}"
                   + ("  [yellow](--quick)[/]" if result.quick else ""))
+    if m.vector_features is not None:
+        console.print(f"vector features: {' '.join(m.vector_features) or 'none'}",
+                      highlight=False)
     epochs = Table(title="seconds per training epoch (60,000 images)")
     epochs.add_column("batch", justify="right")
     names = [name for name, _ in result.epoch_seconds[0].seconds.items()]

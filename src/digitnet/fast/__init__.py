@@ -16,6 +16,9 @@ batches), arranged for speed. Each module has one job:
 ``numba_engine``, ``kernels``, ``intrinsics``
     A run of steps in one compiled call over the images' non-zero pixels (one hidden layer,
     float32): the one compiled copy of the math, held to the reference by the parity tests.
+``pixels``, ``cpu``
+    How the non-zero pixels are found (vector compress or bit scan), chosen by what the CPU
+    offers; the CPU's model and vector features.
 ``predictor``
     The one inference path, from raw images.
 """

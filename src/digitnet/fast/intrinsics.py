@@ -1,4 +1,5 @@
-"""Two LLVM intrinsics for the numba kernels: a prefetch and a vector compress.
+"""LLVM intrinsics for the numba kernels: a prefetch, a vector compress, a compare mask and a
+bit scan.
 
 numba has no words for either, so they are written as LLVM IR with ``numba.extending.intrinsic``.
 """
@@ -10,7 +11,7 @@ from typing import Any
 import numba
 import numba.extending
 
-__all__ = ["prefetch", "compress64"]
+__all__ = ["prefetch", "compress64", "nonzero_mask64", "lowest_bit"]
 
 
 def _prefetch_intrinsic(numba: Any) -> Any:
@@ -109,5 +110,46 @@ def _compress_intrinsic(numba: Any) -> Any:
     return compress64
 
 
+def _mask_intrinsic(numba: Any) -> Any:
+    """``_nb_nonzero_mask64(buffer, start)``: bit k set where byte start + k of the 1-D buffer
+    is not zero, for k < 64 (a vector compare and its mask: vpcmpeqb and vpmovmskb on AVX2).
+    The buffer needs 64 bytes from start."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    @numba.extending.intrinsic
+    def nonzero_mask64(typingctx: Any, buffer: Any, start: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            bufty = signature.args[0]
+            ary = context.make_array(bufty)(context, builder, args[0])
+            source = cgutils.get_item_pointer(context, builder, bufty, ary, [args[1]],
+                                              wraparound=False)
+            i8, i64 = ir.IntType(8), ir.IntType(64)
+            b64 = ir.VectorType(i8, 64)
+            v = builder.load(builder.bitcast(source, b64.as_pointer()), align=1)
+            lit = builder.icmp_unsigned("!=", v, ir.Constant(b64, [i8(0)] * 64))
+            return builder.bitcast(lit, i64)
+
+        return numba.types.uint64(buffer, start), codegen
+
+    return nonzero_mask64
+
+
+def _lowest_bit_intrinsic(numba: Any) -> Any:
+    """``_nb_lowest_bit(m)``: the index of m's lowest set bit, 64 when m is 0 (tzcnt)."""
+    from llvmlite import ir
+
+    @numba.extending.intrinsic
+    def lowest_bit(typingctx: Any, m: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+
+        return numba.types.uint64(numba.types.uint64), codegen
+
+    return lowest_bit
+
+
 prefetch = _prefetch_intrinsic(numba)
 compress64 = _compress_intrinsic(numba)
+nonzero_mask64 = _mask_intrinsic(numba)
+lowest_bit = _lowest_bit_intrinsic(numba)

@@ -19,51 +19,18 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
-from digitnet.fast.intrinsics import compress64 as _nb_compress64
 from digitnet.fast.intrinsics import prefetch as _nb_prefetch
+from digitnet.fast.pixels import _nb_dot16_scan, _nb_nonzero
+from digitnet.fast.pixels import jit as _jit
 
 __all__ = ["GD", "MOMENTUM", "ADAM"]
 
 GD, MOMENTUM, ADAM = 0, 1, 2  # the update rules _nb_step knows, as optim.py defines them
 
-# Reorder sums and fuse multiply-adds, keep inf and NaN. error_model="numpy": x / 0 is inf as in
-# NumPy, not a ZeroDivisionError, which would put a test and a branch into every division and
-# stop LLVM from vectorizing the loop.
-_jit = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"},
-                  error_model="numpy")
 _AHEAD = 2     # images ahead of the current one whose pixels are prefetched
 _SAMPLES = 64  # images whose layers above the first are computed side by side
-
-
-@_jit
-def _nb_nonzero(images, row, values, indices, pos):
-    """Image ``row``'s non-zero pixels, 64 at a time, into values/indices from pos; returns
-    the count. The arrays need 64 slots of slack past the end."""
-    n, d = 0, images.shape[1]
-    for start in range(0, d, 64):
-        n += _nb_compress64(images, row, start, min(64, d - start), values, indices, pos + n)
-    return n
-
-
-@_jit
-def _nb_csr(images):
-    """The non-zero pixels of each image: row i's are ``indices/values[indptr[i]:indptr[i+1]]``
-    (both arrays have 64 slots of slack at the end)."""
-    n, d = images.shape
-    indptr = np.zeros(n + 1, np.int64)
-    for i in range(n):
-        count = 0
-        for k in range(d):
-            count += images[i, k] != 0
-        indptr[i + 1] = indptr[i] + count
-    indices = np.zeros(indptr[n] + 64, np.uint16)
-    values = np.zeros(indptr[n] + 64, np.uint8)
-    for i in range(n):
-        _nb_nonzero(images, i, values, indices, indptr[i])
-    return indptr, indices, values
 
 
 @_jit
@@ -538,15 +505,22 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
 
 
 @_jit
-def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels):
+def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels, compress):
     """Logits (n, C) and their argmax for uint8 images (n, n_in): each image's non-zero pixels
-    found by vector compress, then the first layer over them as in training, and the layer
-    above for 64 images side by side (units by images, vectorized over the images)."""
+    found by vector compress (``compress``) and the first layer over their lists as in
+    training, or, without the compress, the sums taken while scanning the pixels' bits (one
+    block of units; more blocks scan into lists once); then the layer above for 64 images
+    side by side (units by images, vectorized over the images). W1p has
+    ``numba_engine.scan_rows`` rows."""
     n, n_in = images.shape
     blocks = W1p.shape[0]
     C = W2.shape[1]
     values = np.zeros(n_in + 64, np.uint8)
     indices = np.zeros(n_in + 64, np.uint16)
+    chunk = np.zeros(256, np.uint8)
+    scan = not compress and blocks == 1
+    flat, rows = W1p.reshape(-1), W1p.shape[1]
+    floats = np.arange(256).astype(np.float32)
     Z1 = np.zeros((16 * blocks, _SAMPLES), np.float32)
     Z2 = np.zeros((C, _SAMPLES), np.float32)
     top = np.zeros(_SAMPLES, np.float32)
@@ -554,7 +528,10 @@ def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels):
     for first in range(0, n, _SAMPLES):
         m = min(_SAMPLES, n - first)
         for t in range(m):
-            count = _nb_nonzero(images, first + t, values, indices, 0)
+            if scan:
+                _nb_dot16_scan(images, first + t, flat, rows, 0, Z1, t, chunk, floats)
+                continue
+            count = _nb_nonzero(images, first + t, values, indices, 0, compress, chunk)
             for blk in range(blocks):
                 _nb_dot16(indices, values, 0, count, W1p, blk, Z1, t)
         for o in range(C):

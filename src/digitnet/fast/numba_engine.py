@@ -24,11 +24,12 @@ import numpy as np
 
 from digitnet.errors import ConfigError
 from digitnet.fast.backend import numba_supports
+from digitnet.fast.cpu import vector_compress
 from digitnet.fast.engines import Engine, Steps
 from digitnet.network import Gradients
 from digitnet.optim import Adam, GradientDescent, LossWatch, Momentum, Optimizer
 
-__all__ = ["NumbaEngine", "LANES", "blocks", "readonly", "compiled"]
+__all__ = ["NumbaEngine", "LANES", "blocks", "scan_rows", "readonly", "compiled"]
 
 LANES = 16  # float32 values in one AVX-512 register: the kernels work 16 units at a time
 
@@ -36,6 +37,13 @@ LANES = 16  # float32 values in one AVX-512 register: the kernels work 16 units 
 def blocks(n_in: int, units: int) -> np.ndarray:
     """Zeroed first-layer weights in blocks of 16 units: (ceil(units / 16), n_in, 16)."""
     return np.zeros((-(-units // LANES), n_in, LANES), np.float32)
+
+
+def scan_rows(n_in: int) -> int:
+    """Rows of first-layer weight blocks that inference reads for n_in pixels: the pixels'
+    rows, then zeros up to 128 past the last whole 128 pixels (see
+    ``pixels._nb_dot16_scan``)."""
+    return 128 * -(-n_in // 128) + 1
 
 
 def readonly(a: np.ndarray) -> np.ndarray:
@@ -69,18 +77,17 @@ def compiled() -> SimpleNamespace:
     it first; this process then loads them from the cache like every later one, and a seed
     gives the same weights in every run.
     """
-    from digitnet.fast import kernels
+    from digitnet.fast import kernels, pixels
 
     if not _cache_is_warm(kernels):
         package_root = str(Path(kernels.__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
         subprocess.run([sys.executable, "-c",
-                        "from digitnet.fast import kernels, numba_engine; "
-                        "numba_engine._compile(kernels)"],
+                        "from digitnet.fast import numba_engine; numba_engine._compile()"],
                        env=env, capture_output=True, check=False, timeout=900)
-    _compile(kernels)  # from the cache (compiled here only if the child could not write it)
-    return SimpleNamespace(csr=kernels._nb_csr, prepare=kernels._nb_prepare,
+    _compile()  # from the cache (compiled here only if the child could not write it)
+    return SimpleNamespace(csr=pixels._nb_csr, prepare=kernels._nb_prepare,
                            train=kernels._nb_train, logits=kernels._nb_logits)
 
 
@@ -93,28 +100,27 @@ def _cache_is_warm(kernels: Any) -> bool:
     return os.path.exists(index)
 
 
-def _compile(kernels: Any) -> bool:
-    """Compile the entry points of ``kernels`` (the helpers they call compile with them,
-    inside the same vectorizer setting); whether any was not in the cache."""
+def _compile() -> None:
+    """Compile the entry points (the helpers they call compile with them, inside the same
+    vectorizer setting)."""
     from numba import types as T
+
+    from digitnet.fast.kernels import _nb_logits, _nb_prepare, _nb_train
+    from digitnet.fast.pixels import _nb_csr
 
     # Images arrive read-only (straight from the data files) or not: typed read-only always,
     # so each kernel is compiled once.
     u8m = T.Array(T.uint8, 2, "C", readonly=True)
     f32v, f32m, f32b = T.float32[::1], T.float32[:, ::1], T.float32[:, :, ::1]
     f64v, i64v = T.float64[::1], T.int64[::1]
-    entries = {
-        kernels._nb_csr: T.Tuple((i64v, T.uint16[::1], T.uint8[::1]))(u8m),
-        kernels._nb_prepare: T.void(f32m, f32v, T.float32, f32b, f32v),
-        kernels._nb_train: T.void(i64v, T.uint16[::1], T.uint8[::1], i64v, i64v, T.int64, f64v,
-                                  f64v, i64v, f32v, f32v, T.int64, f32v, f32v, f64v, T.int64,
-                                  T.float64, T.float64, f32b, f32b, f64v, f64v),
-        kernels._nb_logits: T.void(u8m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m, i64v),
-    }
     with _slp_vectorize():
-        for entry, signature in entries.items():
-            entry.compile(signature)
-    return any(sum(entry.stats.cache_misses.values()) for entry in entries)
+        _nb_csr.compile(T.Tuple((i64v, T.uint16[::1], T.uint8[::1]))(u8m, T.boolean))
+        _nb_prepare.compile(T.void(f32m, f32v, T.float32, f32b, f32v))
+        _nb_train.compile(T.void(i64v, T.uint16[::1], T.uint8[::1], i64v, i64v, T.int64, f64v,
+                                 f64v, i64v, f32v, f32v, T.int64, f32v, f32v, f64v, T.int64,
+                                 T.float64, T.float64, f32b, f32b, f64v, f64v))
+        _nb_logits.compile(T.void(u8m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m, i64v,
+                                  T.boolean))
 
 
 def _rule(optimizer: Optimizer, theta: np.ndarray) -> tuple[int, np.ndarray, np.ndarray,
@@ -154,7 +160,8 @@ class NumbaEngine(Engine):
             raise ConfigError("the numba backend learns from labels only; use numpy for "
                               "soft targets")
         self.kernels = compiled()
-        self.indptr, self.indices, self.values = self.kernels.csr(readonly(self.images))
+        self.indptr, self.indices, self.values = self.kernels.csr(readonly(self.images),
+                                                                  vector_compress())
         self.dims = np.array(sizes, np.int64)
         self.W1p = blocks(sizes[0], sizes[1])
         self.G1p = np.zeros_like(self.W1p)

@@ -10,7 +10,8 @@ import numpy as np
 
 from digitnet import network
 from digitnet.fast.backend import resolve_backend
-from digitnet.fast.numba_engine import blocks, compiled, readonly
+from digitnet.fast.cpu import vector_compress
+from digitnet.fast.numba_engine import blocks, compiled, readonly, scan_rows
 from digitnet.network import Params
 from digitnet.preprocessing import Preprocessing
 
@@ -20,8 +21,9 @@ __all__ = ["Predictor"]
 class Predictor:
     """Fast predictions from uint8 images for fixed parameters.
 
-    With numba (one hidden layer, float32, uint8 images), each image's non-zero pixels are
-    gathered by vector compress and the first layer runs over them alone; otherwise the
+    With numba (one hidden layer, float32, uint8 images), the first layer runs over each
+    image's non-zero pixels alone, found by vector compress where the CPU has it in one
+    instruction and by a bit scan elsewhere (:mod:`digitnet.fast.pixels`); otherwise the
     reference forward pass runs in blocks. ``predict`` is the argmax of the logits, which is the
     argmax of the probabilities (softmax keeps the order).
 
@@ -48,7 +50,8 @@ class Predictor:
             p = self.preprocessing
             a, c = np.float32(p.scale / p.std), np.float32(-p.mean / p.std)
             self._a = a
-            self._W1p = blocks(sizes[0], sizes[1])
+            self._W1p = blocks(scan_rows(sizes[0]), sizes[1])
+            self._compress = vector_compress()  # how the non-zero pixels are found
             self._cb1 = np.zeros(sizes[1], np.float32)
             self._W1 = np.ascontiguousarray(params.W[0], np.float32)
             self._kernels.prepare(self._W1, np.ascontiguousarray(params.b[0], np.float32), c,
@@ -77,7 +80,7 @@ class Predictor:
         Z = np.empty((n, self.params.sizes[-1]), np.float32)
         labels = np.empty(n, np.int64)
         self._kernels.logits(pixels, self._W1p, self._cb1, self._a, self.params.sizes[1],
-                             self._W2, self._b2, Z, labels)
+                             self._W2, self._b2, Z, labels, self._compress)
         return Z, labels
 
     def predict(self, images: np.ndarray) -> np.ndarray:
