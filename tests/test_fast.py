@@ -202,7 +202,7 @@ def test_kernels_that_do_not_compile_fall_back_to_numpy_with_a_warning(monkeypat
     def broken():
         raise RuntimeError("LLVM ERROR: unknown intrinsic\nllvm.experimental.vector.compress")
 
-    monkeypatch.setattr("digitnet.fast.numba_engine.compiled", broken)
+    monkeypatch.setattr(fast.backend, "compiled", broken)
     try:
         with pytest.warns(RuntimeWarning, match="do not compile here .*training with NumPy"):
             assert fast.resolve_backend("auto", examples=10**9) == "numpy"

@@ -26,3 +26,24 @@ def test_no_module_is_over_600_lines():
     long = {str(path.relative_to(ROOT)): n for path in (ROOT / "src").rglob("*.py")
             if (n := len(path.read_text().splitlines())) > 600}
     assert long == {}
+
+
+def test_no_import_cycle():
+    grimp = pytest.importorskip("grimp")  # import-linter's graph builder
+    graph = grimp.build_graph("digitnet")
+    edges = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
+    cycles = []
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str], on_path: set[str]) -> None:
+        for target in sorted(edges.get(module, ())):
+            if target in on_path:
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in done:
+                visit(target, [*path, target], on_path | {target})
+        done.add(module)
+
+    for module in sorted(edges):
+        if module not in done:
+            visit(module, [module], {module})
+    assert cycles == []

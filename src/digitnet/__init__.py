@@ -26,12 +26,7 @@ Layers, each using only those below it (checked by ``make lint``):
 scikit-learn.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("digitnet")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+from digitnet._version import __version__
 
 __all__ = ["__version__"]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from digitnet import __version__
 from digitnet._atomic import atomic_write_bytes
+from digitnet._version import __version__
 from digitnet.errors import ConfigError, ModelFileError
 from digitnet.guard import read_file
 from digitnet.network import Params

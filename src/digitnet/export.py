@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from digitnet import __version__
+from digitnet._version import __version__
 from digitnet.errors import ConfigError, DigitnetError, ModelFileError
 from digitnet.guard import atomic_write_bytes, check_output
 from digitnet.model import Model

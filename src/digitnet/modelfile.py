@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from digitnet import __version__
+from digitnet._version import __version__
 from digitnet.errors import ModelFileError
 from digitnet.guard import atomic_write_bytes, check_output, read_file
 from digitnet.model import Model, Preprocessing

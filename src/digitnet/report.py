@@ -30,8 +30,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from digitnet import __version__, metrics, report_lessons
+from digitnet import metrics, report_lessons
 from digitnet._atomic import atomic_write_bytes
+from digitnet._version import __version__
 from digitnet.model import Model
 
 __all__ = [

@@ -26,7 +26,7 @@ try:  # typer 0.2x parses with its own copy of click
 except ImportError:
     from click.exceptions import UsageError  # type: ignore[assignment]
 
-from digitnet import __version__
+from digitnet._version import __version__
 from digitnet.cli import streams
 from digitnet.cli.streams import shown
 from digitnet.errors import DigitnetError

@@ -27,11 +27,12 @@ from digitnet.fast.backend import (
     AUTO_NUMBA_EXAMPLES,
     BACKENDS,
     blas_threads,
+    make_engine,
     numba_available,
     numba_supports,
     resolve_backend,
 )
-from digitnet.fast.engines import Engine, NumpyEngine, ReferenceEngine, Steps, make_engine
+from digitnet.fast.engines import Engine, NumpyEngine, ReferenceEngine, Steps
 from digitnet.fast.flat import FlatParams
 from digitnet.fast.predictor import Predictor
 

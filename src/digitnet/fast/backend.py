@@ -12,9 +12,14 @@ from collections.abc import Iterator
 import numpy as np
 
 from digitnet.errors import ConfigError
+from digitnet.fast.engines import Engine, NumpyEngine, ReferenceEngine
+from digitnet.fast.flat import FlatParams
+from digitnet.fast.numba_engine import NumbaEngine, compiled, numba_supports
+from digitnet.optim import Optimizer
+from digitnet.preprocessing import Preprocessing
 
 __all__ = ["BACKENDS", "AUTO_NUMBA_EXAMPLES", "NUMBA_VERSIONS", "numba_available",
-           "numba_supports", "numba_fails", "resolve_backend", "blas_threads"]
+           "numba_supports", "numba_fails", "resolve_backend", "blas_threads", "make_engine"]
 
 # The kernels' LLVM intrinsics (opaque pointers, llvm.experimental.vector.compress) need the
 # LLVM 20 or later that llvmlite 0.45 brought, with numba 0.62; the same range is declared in
@@ -34,22 +39,12 @@ def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def numba_supports(layers: int, dtype: str | np.dtype | type, n_inputs: int,
-                   pixels: str | np.dtype | type = np.uint8) -> bool:
-    """Whether the numba kernels cover this case: one hidden layer, float32 parameters, uint8
-    pixels, fewer than 65,536 inputs."""
-    return (layers == 1 and np.dtype(dtype) == np.float32 and n_inputs < 2**16
-            and np.dtype(pixels) == np.uint8)
-
-
 @functools.cache
 def numba_fails() -> str | None:
     """None when the numba kernels compile on this machine (they are compiled now, once),
     else why not, in one line: a numba outside :data:`NUMBA_VERSIONS`, or an LLVM that lacks
     what the kernels use."""
     try:
-        from digitnet.fast.numba_engine import compiled
-
         compiled()
     except Exception as exc:  # any failure to build them means: use NumPy
         message = " ".join(str(exc).split())
@@ -112,3 +107,17 @@ def blas_threads(n: int = 1) -> Iterator[None]:
         return
     with threadpool_limits(limits=n, user_api="blas"):
         yield
+
+
+def make_engine(backend: str, flat: FlatParams, optimizer: Optimizer, images: np.ndarray,
+                labels: np.ndarray, preprocessing: Preprocessing, batch_size: int,
+                l2: float = 0.0, label_smoothing: float = 0.0,
+                targets: np.ndarray | None = None) -> Engine:
+    """The engine for ``backend``: ``reference``, ``numpy`` or ``numba``."""
+    engines: dict[str, type[Engine]] = {"reference": ReferenceEngine, "numpy": NumpyEngine,
+                                        "numba": NumbaEngine}
+    if backend not in engines:
+        raise ConfigError(f"no engine for backend {backend!r}; choose reference, numpy or "
+                          "numba")
+    return engines[backend](flat, optimizer, images, labels, preprocessing, batch_size, l2,
+                            label_smoothing, targets)

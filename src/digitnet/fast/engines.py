@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 
 from digitnet import network
-from digitnet.errors import ConfigError
 from digitnet.fast.flat import FlatParams
 from digitnet.network import Gradients
 from digitnet.optim import LossWatch, Optimizer, add_l2
 from digitnet.preprocessing import Preprocessing
 
-__all__ = ["Steps", "Engine", "ReferenceEngine", "NumpyEngine", "make_engine"]
+__all__ = ["Steps", "Engine", "ReferenceEngine", "NumpyEngine"]
 
 
 @dataclass
@@ -268,20 +267,3 @@ class NumpyEngine(Engine):
 
 def _copy(grads: Gradients) -> Gradients:
     return Gradients([g.copy() for g in grads.dW], [g.copy() for g in grads.db])
-
-
-def make_engine(backend: str, flat: FlatParams, optimizer: Optimizer, images: np.ndarray,
-                labels: np.ndarray, preprocessing: Preprocessing, batch_size: int,
-                l2: float = 0.0, label_smoothing: float = 0.0,
-                targets: np.ndarray | None = None) -> Engine:
-    """The engine for ``backend``: ``reference``, ``numpy`` or ``numba``."""
-    engines: dict[str, Any] = {"reference": ReferenceEngine, "numpy": NumpyEngine}
-    if backend == "numba":
-        from digitnet.fast.numba_engine import NumbaEngine
-
-        engines["numba"] = NumbaEngine
-    if backend not in engines:
-        raise ConfigError(f"no engine for backend {backend!r}; choose reference, numpy or "
-                          "numba")
-    return engines[backend](flat, optimizer, images, labels, preprocessing, batch_size, l2,
-                            label_smoothing, targets)

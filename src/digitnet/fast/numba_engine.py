@@ -23,13 +23,12 @@ from typing import Any
 import numpy as np
 
 from digitnet.errors import ConfigError
-from digitnet.fast.backend import numba_supports
 from digitnet.fast.cpu import vector_compress
 from digitnet.fast.engines import Engine, Steps
 from digitnet.network import Gradients
 from digitnet.optim import Adam, GradientDescent, LossWatch, Momentum, Optimizer
 
-__all__ = ["NumbaEngine", "LANES", "blocks", "scan_rows", "readonly", "compiled"]
+__all__ = ["NumbaEngine", "numba_supports", "LANES", "blocks", "scan_rows", "readonly", "compiled"]
 
 LANES = 16  # float32 values in one AVX-512 register: the kernels work 16 units at a time
 
@@ -121,6 +120,14 @@ def _compile() -> None:
                                  T.float64, T.float64, f32b, f32b, f64v, f64v))
         _nb_logits.compile(T.void(u8m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m, i64v,
                                   T.boolean))
+
+
+def numba_supports(layers: int, dtype: str | np.dtype | type, n_inputs: int,
+                   pixels: str | np.dtype | type = np.uint8) -> bool:
+    """Whether the numba kernels cover this case: one hidden layer, float32 parameters, uint8
+    pixels, fewer than 65,536 inputs."""
+    return (layers == 1 and np.dtype(dtype) == np.float32 and n_inputs < 2**16
+            and np.dtype(pixels) == np.uint8)
 
 
 def _rule(optimizer: Optimizer, theta: np.ndarray) -> tuple[int, np.ndarray, np.ndarray,

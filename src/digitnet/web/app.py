@@ -140,8 +140,19 @@ def create_app(
 
     train_api.attach(app, training, served.use)
 
-    app.include_router(explain_api.router(lambda: served.model, max_body, body_timeout,
-                                          decoding))  # /api/explain
+    async def read_drawing(request: Request) -> np.ndarray:
+        """The request's drawing as the 28x28 input, the body limited in size and time."""
+        try:
+            body = await asyncio.wait_for(_read_body(request, max_body), body_timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"the body did not arrive within {body_timeout:g} seconds") \
+                from None
+        # Decoding a large PNG takes tens of milliseconds: do it off the event loop, so other
+        # requests are answered meanwhile.
+        content_type = request.headers.get("content-type")
+        return await run_in_threadpool(lambda: _input28(content_type, body, decoding))
+
+    app.include_router(explain_api.router(lambda: served.model, read_drawing))  # /api/explain
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
@@ -177,17 +188,9 @@ def create_app(
 
     @app.post("/api/predict")
     async def predict(request: Request) -> dict[str, Any]:
-        try:
-            body = await asyncio.wait_for(_read_body(request, max_body), body_timeout)
-        except asyncio.TimeoutError:
-            raise ApiError(408, f"the body did not arrive within {body_timeout:g} seconds") \
-                from None
-        # Decoding a large PNG takes tens of milliseconds: do it off the event loop, so other
-        # requests are answered meanwhile.
-        content_type = request.headers.get("content-type")
+        input28 = await read_drawing(request)
         model = served.model
-        return await run_in_threadpool(lambda: _prediction(model, _input28(content_type, body,
-                                                                           decoding)))
+        return await run_in_threadpool(lambda: _prediction(model, input28))
 
     return app
 

@@ -10,9 +10,7 @@ layer's units with a1 = 0), ``label``, ``class_names`` and ``input28``.
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -43,24 +41,17 @@ def explanation(model: Model, input28: np.ndarray) -> dict[str, Any]:
     return answer
 
 
-def router(current: Callable[[], Model], max_body: int, body_timeout: float,
-           decoding: threading.BoundedSemaphore) -> APIRouter:
+def router(current: Callable[[], Model],
+           read_drawing: Callable[[Request], Awaitable[np.ndarray]]) -> APIRouter:
     """The explain endpoint for the model ``current()`` returns (the one the page uses, which
-    the Train panel can switch), with the body limits and decoder slots of the app it joins."""
-    from digitnet.web.app import ApiError, _input28, _read_body
-
+    the Train panel can switch); ``read_drawing`` reads a request's drawing as the app does for
+    /api/predict, with its limits and its errors."""
     api = APIRouter()
 
     @api.post("/api/explain")
     async def explain_drawing(request: Request) -> dict[str, Any]:
-        try:
-            body = await asyncio.wait_for(_read_body(request, max_body), body_timeout)
-        except asyncio.TimeoutError:
-            raise ApiError(408, f"the body did not arrive within {body_timeout:g} seconds") \
-                from None
-        content_type = request.headers.get("content-type")
+        input28 = await read_drawing(request)
         model = current()
-        return await run_in_threadpool(
-            lambda: explanation(model, _input28(content_type, body, decoding)))
+        return await run_in_threadpool(lambda: explanation(model, input28))
 
     return api
