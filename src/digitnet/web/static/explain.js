@@ -177,7 +177,9 @@
 
   window.addEventListener("DOMContentLoaded", () => {
     document.head.append(style);
-    document.querySelector("main").append(card);
+    // after the hidden units (4), before the Train panel (6)
+    const train = document.getElementById("train-card");
+    document.querySelector("main").insertBefore(card, train);
     const panel = document.getElementById("explain-panel");
     panel.addEventListener("toggle", () => {
       state.open = panel.open;

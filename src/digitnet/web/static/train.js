@@ -418,7 +418,9 @@
     const accuracy = [...series("train_accuracy", false), ...series("val_accuracy", true)];
     const lr = runs.map((run) => ({ run, dashed: false, points: scheduleOf(run, mode) }));
     const values = (all) => all.flatMap((s) => s.points.map((p) => p[1]));
-    const xMax = Math.max(1e-9, ...[...loss, ...lr].flatMap((s) => s.points.map((p) => p[0])));
+    // Before any run the axes still read sensibly: the whole run (or 1 epoch, 1 s) and 0.01.
+    const xs = [...loss, ...lr].flatMap((s) => s.points.map((p) => p[0]));
+    const xMax = xs.length ? Math.max(1e-9, ...xs) : 1;
     const lossMax = Math.max(0.1, ...values(loss));
     const accMin = Math.min(0.9, ...values(accuracy));
     drawChart($("chart-loss"), loss, { yMin: 0, yMax: niceCeil(lossMax), xMax, mode,
@@ -426,7 +428,8 @@
     drawChart($("chart-accuracy"), accuracy, { yMin: Math.max(0, Math.floor(accMin * 10) / 10),
                                                yMax: 1, xMax, mode,
                                                format: (v) => `${Math.round(100 * v)}%` });
-    const lrMax = Math.max(1e-9, ...values(lr));
+    const rates = values(lr);
+    const lrMax = rates.length ? Math.max(1e-9, ...rates) : 0.01;
     drawChart($("chart-lr"), lr, { yMin: 0, yMax: lrMax * 1.05, xMax, mode,
                                    format: (v) => v.toPrecision(2), marker: true });
     renderRuns();
