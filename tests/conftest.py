@@ -61,6 +61,21 @@ def tiny_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return write_mnist(tmp_path / "data", mnist_contents(), monkeypatch)
 
 
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, launched once for every browser test, through Playwright."""
+    from browsers import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
 @contextmanager
 def _serving(app) -> Iterator[tuple[str, int]]:
     """Serve ``app`` with uvicorn in a thread on a free port of 127.0.0.1; yields the address."""

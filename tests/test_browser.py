@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from browsers import CHROMIUM
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SETTLED = ("document.body.dataset.busy === '0' && "
            "document.querySelector('#predicted').dataset.label !== undefined")
@@ -26,7 +24,7 @@ SETTLED = ("document.body.dataset.busy === '0' && "
 if not CHROMIUM.exists():
     pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)",
                 allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed")
 
 from digitnet import datasets, runner, training  # noqa: E402
@@ -44,15 +42,6 @@ def base_url(mnist_model, mnist_dir, serving) -> Iterator[str]:
     samples = datasets.load("mnist", "test", mnist_dir, download=False)
     with serving(create_app(mnist_model, samples)) as (host, port):
         yield f"http://{host}:{port}"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from browsers import CHROMIUM
+
 pytestmark = [pytest.mark.browser, pytest.mark.mnist]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 LONG_WAIT = 180_000  # ms a step of a run may take on a busy two-core machine
 # Records a checksum of the first weight tile each time the page draws it: the test can then
@@ -43,7 +41,7 @@ IDLE = "document.body.dataset.training === '0'"
 if not CHROMIUM.exists():
     pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install chromium)",
                 allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed")
 
 from digitnet import datasets, runner, training  # noqa: E402
@@ -55,15 +53,6 @@ from digitnet.web.runs import TrainSettings  # noqa: E402
 def first_model(mnist_dir):
     return runner.train_on_dataset(training.make_config("default", epochs=2), mnist_dir,
                                      download=False)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
