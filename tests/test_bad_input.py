@@ -42,7 +42,7 @@ from digitnet import datasets, modelfile
 from digitnet.cli import app
 from digitnet.model import Model, Preprocessing
 from digitnet.network import init_params
-from tiny_data import idx_bytes
+from tiny_data import idx_bytes, odd_exif
 
 DIGITNET = Path(sys.executable).with_name("digitnet")
 
@@ -1012,15 +1012,7 @@ def test_a_three_class_model_is_blamed_not_the_dataset(cli: Cli) -> None:
 def exif_png(kind: str, make_type: int, orientation: int = 6) -> bytes:
     """A '1' whose EXIF holds an Orientation tag and Make stored as ``make_type``
     (5 RATIONAL, 11 FLOAT): valid TIFF structure, a type no camera writes for Make."""
-    entries = [struct.pack("<HHII", 0x0112, 3, 1, orientation)]
-    extra = b""
-    if make_type == 5:
-        entries.append(struct.pack("<HHII", 0x010F, 5, 1, 8 + 2 + 12 * 2 + 4))
-        extra = struct.pack("<II", 1, 3)
-    else:
-        entries.append(struct.pack("<HHIf", 0x010F, 11, 1, 1.5))
-    ifd = struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
-    exif = b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + extra
+    exif = odd_exif(make_type, orientation)
     buffer = io.BytesIO()
     image = one("RGB", ink=(0, 0, 0), paper=(255, 255, 255)) if kind == "JPEG" else one()
     image.save(buffer, format=kind, exif=exif)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,17 @@ def write_mnist(root: Path, contents: dict[str, bytes],
                                mirrors=("http://127.0.0.1:1/",))
     monkeypatch.setitem(datasets.DATASETS, "mnist", info)
     return root
+
+
+def odd_exif(make_type: int, orientation: int = 6) -> bytes:
+    """EXIF with an Orientation tag and Make stored as ``make_type`` (5 RATIONAL, 11 FLOAT):
+    a valid TIFF structure, with a type no camera writes for Make."""
+    entries = [struct.pack("<HHII", 0x0112, 3, 1, orientation)]
+    extra = b""
+    if make_type == 5:
+        entries.append(struct.pack("<HHII", 0x010F, 5, 1, 8 + 2 + 12 * 2 + 4))
+        extra = struct.pack("<II", 1, 3)
+    else:
+        entries.append(struct.pack("<HHIf", 0x010F, 11, 1, 1.5))
+    ifd = struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
+    return b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + extra
