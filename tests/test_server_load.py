@@ -24,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,17 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from digitnet import datasets, imaging, modelfile, runner, training  # noqa: E402
 from digitnet.model import Model  # noqa: E402
 from digitnet.web.app import MAX_BODY  # noqa: E402
+
+
+def run_async(coroutine: Any) -> Any:
+    """Run a coroutine to its end on a thread of its own.
+
+    The session's browser keeps Playwright's event loop running on the main thread,
+    where ``asyncio.run`` refuses to start a second one.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
 
 HOST = "127.0.0.1"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -383,7 +395,7 @@ def test_2000_predictions_at_concurrency_16_all_match_the_model(target, record_p
     assert len({case.label for case in made}) >= 5  # the answers are not all one digit
     order = [made[i % len(made)] for i in range(N_REQUESTS)]
     mark = server.log_mark()
-    results, wall = asyncio.run(asyncio.wait_for(
+    results, wall = run_async(asyncio.wait_for(
         post_all(server.url, [case.request for case in order]), LOAD_TIMEOUT))
     server.assert_alive()
     assert server.log_since(mark) == []  # no request was refused, so nothing is logged
@@ -546,7 +558,7 @@ def test_slow_uploads_do_not_hold_up_other_clients(server, model):
     n_slow = 8
     mark = server.log_mark()
     while_slow = asyncio.wait_for(others_while_slow(server, model, n_slow), 60)
-    slow_replies, answers = asyncio.run(while_slow)
+    slow_replies, answers = run_async(while_slow)
     expected = model.predict(imaging.from_values(GOOD.reshape(-1))[None])[0]
     assert [a.status_code for a in answers] == [200] * 50
     assert {a.json()["label"] for a in answers} == {expected}
@@ -569,7 +581,7 @@ def test_a_burst_of_bad_requests_logs_one_line_each_and_good_ones_go_through(ser
     good = {"json": {"pixels": GOOD.reshape(-1).tolist()}}
     requests = [bad[i // 2 % len(bad)][0] if i % 2 else good for i in range(200)]
     mark = server.log_mark()
-    results, _ = asyncio.run(asyncio.wait_for(post_all(server.url, requests), LOAD_TIMEOUT))
+    results, _ = run_async(asyncio.wait_for(post_all(server.url, requests), LOAD_TIMEOUT))
     assert all(seconds is not None for seconds, _, _ in results), results
     statuses = [status for _, status, _ in results]
     assert statuses[0::2] == [200] * 100
@@ -697,9 +709,9 @@ def test_8_oversized_uploads_at_once_keep_the_server_small(model, tmp_path, reco
 
     with serving(path, tmp_path) as server:
         before = _peak_rss_mb(server.process.pid)
-        refused = asyncio.run(upload_all(server.url, [bombs[i % 2] for i in range(8)]))
+        refused = run_async(upload_all(server.url, [bombs[i % 2] for i in range(8)]))
         after_bombs = _peak_rss_mb(server.process.pid)
-        answered = asyncio.run(upload_all(server.url, [accepted] * 8))
+        answered = run_async(upload_all(server.url, [accepted] * 8))
         after_largest = _peak_rss_mb(server.process.pid)
         with httpx.Client(base_url=server.url, timeout=30) as client:
             good_request(client, model)
