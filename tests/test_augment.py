@@ -87,6 +87,28 @@ def test_numba_and_numpy_warps_agree_bit_for_bit():
         assert np.array_equal(a, b)
 
 
+@pytest.mark.skipif(not fast.numba_available(), reason="numba is not installed")
+def test_numba_warp_skips_only_pixels_that_are_zero():
+    # Small strokes anywhere, touching each edge of the frame, under strong maps: the numba
+    # warp's rows skipped before their coordinates are computed must be zero in NumPy's too.
+    rng = np.random.default_rng(11)
+    images = np.zeros((600, 28, 28), dtype=np.uint8)
+    for k in range(600):
+        top, left = rng.integers(0, 25, 2)
+        height, width = rng.integers(1, 10, 2)
+        images[k, top:top + height, left:left + width] = rng.integers(1, 256)
+    images[:4, 0, :] = 255  # the top row, the bottom row and the side columns
+    images[4:8, -1, :] = 255
+    images[8:12, :, 0] = 255
+    images[12:16, :, -1] = 255
+    for aug in (augment.Augment(rotate=45, shear=0.5, shift=4), augment.recipe(3.0),
+                augment.Augment(scale=0.6, elastic=3.0), augment.Augment(rotate=90)):
+        a = augment.apply(images, aug, np.random.default_rng(2), engine="numba")
+        b = augment.apply(images, aug, np.random.default_rng(2), engine="numpy")
+        assert np.array_equal(a, b)
+        assert a.any()
+
+
 def test_an_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="numba, numpy"):
         augment.apply(digits(), augment.recipe(1.0), np.random.default_rng(0), engine="gpu")

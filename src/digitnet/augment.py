@@ -202,46 +202,94 @@ def _kernel():  # type: ignore[no-untyped-def]
     """The numba warp, compiled on first use (then loaded from numba's on-disk cache)."""
     import numba
 
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(_nb_warp)
+    jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+    global _nb_span
+    _nb_span = jit(_span)
+    return jit(_nb_warp)
+
+
+def _span(a, b, low, high):  # pragma: no cover
+    """The columns q in 0..27 (first, last; empty when first > last) where a + b q may lie in
+    [low, high], with a column to spare on each side for the float32 rounding of the warp."""
+    if abs(b) < 1e-9:
+        return (0, SIDE - 1) if low <= a <= high else (1, 0)
+    q1 = (low - a) / b
+    q2 = (high - a) / b
+    first = max(np.floor(min(q1, q2)) - 1, 0.0)
+    last = min(np.ceil(max(q1, q2)) + 1, SIDE - 1.0)
+    return int(first), int(last)
+
+
+_nb_span = _span  # the compiled one once _kernel() has run
 
 
 def _nb_warp(images, cos, sin, unzoom, shear, dx, dy, coarse, i0, w, out):  # pragma: no cover
     """Warp each image (n, 28, 28) uint8 into out: the arithmetic of _warp_numpy, per pixel.
 
-    The image is copied into a frame padded by one zero pixel, flat, and indexed with unsigned
-    integers (numba then needs no negative-index check). An output pixel whose four source
-    pixels lie outside the ink's bounding box is 0, as the gather would give, without one.
+    The image is copied into a frame padded by one zero pixel, flat. An output pixel whose
+    four source pixels lie outside the ink's bounding box is 0, as the gather would give,
+    without one; and since a row's source coordinates are a straight line plus the elastic
+    field (no larger than its largest coarse offset), the columns that can reach the box are
+    found per row first and the others are 0 without computing their coordinates. (A source
+    coordinate clamped to the frame's edge samples the zero padding, or 0.1 % of one pixel,
+    which rounds to 0.)
     """
     n = images.shape[0]
     c = np.float32(_CENTRE)
     one = np.float32(1.0)
     zero = np.float32(0.0)
     top_limit = np.float32(SIDE + 0.999)
-    wide = np.uint64(SIDE + 2)
-    pad = np.zeros((SIDE + 2) * (SIDE + 2), dtype=np.float32)
+    wide = SIDE + 2
+    pad = np.zeros(wide * wide, dtype=np.float32)
     ey_row = np.empty(_COARSE, dtype=np.float32)
     ex_row = np.empty(_COARSE, dtype=np.float32)
+    row_ink = np.empty(SIDE, dtype=np.uint8)
+    column_ink = np.empty(SIDE, dtype=np.uint8)
     for k in range(n):
         # the ink's box in padded coordinates: rows top..bottom, columns left..right
-        top, bottom, left, right = SIDE + 2, -1, SIDE + 2, -1
+        column_ink[:] = 0
         for r in range(SIDE):
+            most = np.uint8(0)
             for q in range(SIDE):
                 v = images[k, r, q]
-                pad[np.uint64((r + 1) * (SIDE + 2) + q + 1)] = np.float32(v)
-                if v:
-                    top = min(top, r + 1)
-                    bottom = max(bottom, r + 1)
-                    left = min(left, q + 1)
-                    right = max(right, q + 1)
-        ck, sk, zk, hk, dxk, dyk = cos[k], sin[k], unzoom[k], shear[k], dx[k], dy[k]
+                pad[(r + 1) * wide + q + 1] = np.float32(v)
+                most = max(most, v)
+                column_ink[q] = max(column_ink[q], v)
+            row_ink[r] = most
+        top, bottom, left, right = SIDE + 2, -1, SIDE + 2, -1
         for r in range(SIDE):
+            if row_ink[r]:
+                top, bottom = min(top, r + 1), max(bottom, r + 1)
+            if column_ink[r]:
+                left, right = min(left, r + 1), max(right, r + 1)
+        ck, sk, zk, hk, dxk, dyk = cos[k], sin[k], unzoom[k], shear[k], dx[k], dy[k]
+        # In float64: source row = ay + by q + ey, source column = ax + bx q + ex.
+        reach = 0.05
+        for f in range(2):
+            for a in range(_COARSE):
+                for b in range(_COARSE):
+                    reach = max(reach, abs(float(coarse[f, k, a, b])) + 0.05)
+        c64, cd, sd, zd, hd = float(c), float(ck), float(sk), float(zk), float(hk)
+        by = -sd * zd
+        bx = zd * (cd + hd * sd)
+        for r in range(SIDE):
+            for q in range(SIDE):
+                out[k, r, q] = 0
             y = np.float32(r) - c - dyk
+            y64 = r - c64 - float(dyk)
+            ay = zd * (sd * (c64 + float(dxk)) + cd * y64) + c64 + 1.0
+            ax = -bx * (c64 + float(dxk)) + zd * y64 * (sd - hd * cd) + c64 + 1.0
+            first_y, last_y = _nb_span(ay, by, top - 1 - reach, bottom + 1 + reach)
+            first_x, last_x = _nb_span(ax, bx, left - 1 - reach, right + 1 + reach)
+            first, last = max(first_y, first_x), min(last_y, last_x)
+            if first > last:
+                continue
             ir = i0[r]
             wr = w[r]
             for j in range(_COARSE):
                 ey_row[j] = coarse[0, k, ir, j] * (one - wr) + coarse[0, k, ir + 1, j] * wr
                 ex_row[j] = coarse[1, k, ir, j] * (one - wr) + coarse[1, k, ir + 1, j] * wr
-            for q in range(SIDE):
+            for q in range(first, last + 1):
                 x = np.float32(q) - c - dxk
                 xr = (ck * x + sk * y) * zk
                 yr = (-sk * x + ck * y) * zk
@@ -252,15 +300,14 @@ def _nb_warp(images, cos, sin, unzoom, shear, dx, dy, coarse, i0, w, out):  # pr
                 ex = ex_row[iq] * (one - wq) + ex_row[iq + 1] * wq
                 ys = min(max(yr + c + ey + one, zero), top_limit)
                 xs = min(max(xr + c + ex + one, zero), top_limit)
-                y0 = np.uint64(np.int32(ys))  # int32: one instruction
-                x0 = np.uint64(np.int32(xs))
+                y0 = np.int32(ys)
+                x0 = np.int32(xs)
                 if y0 + 1 < top or y0 > bottom or x0 + 1 < left or x0 > right:
-                    out[k, r, q] = 0
                     continue
                 wy = ys - np.float32(y0)
                 wx = xs - np.float32(x0)
                 i = y0 * wide + x0
-                upper = pad[i] * (one - wx) + pad[i + np.uint64(1)] * wx
-                lower = pad[i + wide] * (one - wx) + pad[i + wide + np.uint64(1)] * wx
+                upper = pad[i] * (one - wx) + pad[i + 1] * wx
+                lower = pad[i + wide] * (one - wx) + pad[i + wide + 1] * wx
                 v = upper * (one - wy) + lower * wy + np.float32(0.5)
                 out[k, r, q] = np.uint8(min(max(v, zero), np.float32(255.0)))

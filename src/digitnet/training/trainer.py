@@ -30,6 +30,7 @@ from digitnet.network import Params
 from digitnet.optim import LossWatch, Schedule, make_optimizer
 from digitnet.preprocessing import Preprocessing
 from digitnet.training.config import PRESETS, TrainConfig
+from digitnet.training.prefetch import Prefetch
 
 __all__ = ["Progress", "HISTORY", "Trainer", "train", "pixel_stats"]
 
@@ -164,6 +165,8 @@ class Trainer:
         self._best: tuple[float, int, Params] | None = None
         self._watch = LossWatch(n_classes)
         self._engine: fast.Engine | None = None
+        self._engine_epoch = -1  # the epoch an augmented engine's images belong to
+        self._prefetch: Prefetch[fast.Engine] = Prefetch(self._augmented_engine)
         self._stop = threading.Event()
         self.stopped = False
 
@@ -186,13 +189,16 @@ class Trainer:
         DivergenceError
             When a step produces non-finite numbers or the loss runs away.
         """
-        with fast.blas_threads(1):
-            while self.step < self.total_steps:
-                record = self._advance(snapshots)
-                if record is None:
-                    self.stopped = True
-                    return
-                yield record
+        try:
+            with fast.blas_threads(1):
+                while self.step < self.total_steps:
+                    record = self._advance(snapshots)
+                    if record is None:
+                        self.stopped = True
+                        return
+                    yield record
+        finally:
+            self._prefetch.close()  # also when the caller stops iterating early
 
     def stop(self) -> None:
         """End the run at the next step boundary (safe from another thread or a signal
@@ -281,6 +287,8 @@ class Trainer:
         if "preprocessing" in state:
             self.preprocessing = state["preprocessing"]
             self._engine = None  # its input scaling is built in
+        self._prefetch.discard()  # built for the state before
+        self._engine_epoch = -1
 
     # -- one record's worth of steps ----------------------------------------------------------
 
@@ -318,41 +326,65 @@ class Trainer:
         """The rest of ``epoch`` (all of it, unless a stopped run left it half done): the
         steps taken and the steps wanted."""
         offset = self.step - epoch * self.steps_per_epoch
-        order = self.train_idx if self.full_batch else self._epoch_order(epoch)
-        order = order[offset * self.batch_size:]
+        positions = self._epoch_positions(epoch)[offset * self.batch_size:]
         wanted = min(self.steps_per_epoch - offset, self.total_steps - self.step)
         lrs = np.array([self.schedule(self.step + s) for s in range(wanted)])
-        done = self._engine_for(epoch).run(order, lrs, self._watch, self._stop.is_set)
+        engine = self._engine_for(epoch)
+        # An augmented epoch's engine holds the training images alone, in train_idx order.
+        order = positions if self.config.augment else self.train_idx[positions]
+        done = engine.run(order, lrs, self._watch, self._stop.is_set)
         self.step += done.steps
         if done.diverged:
             raise self._diverged(done.last_loss, float(lrs[done.steps - 1]))
         return done, wanted
 
-    def _epoch_order(self, epoch: int) -> np.ndarray:
+    def _epoch_positions(self, epoch: int) -> np.ndarray:
+        """The order of ``epoch``'s training examples, as positions in ``train_idx``."""
+        if self.full_batch:
+            return np.arange(self.n_train)
         # Drawn from (seed, epoch) alone, so a resumed run shuffles exactly as an unbroken one.
         rng = np.random.default_rng([self.config.seed, epoch])
-        return self.train_idx[rng.permutation(self.n_train)]
+        return rng.permutation(self.n_train)
 
     def epoch_images(self, epoch: int) -> np.ndarray:
         """The images ``epoch`` trains on: the originals, or, when augmenting, a copy whose
         training images are randomly deformed, drawn from (seed, epoch) alone."""
         if not self.config.augment:
             return self.images
-        rng = np.random.default_rng([self.config.seed, epoch, 1])
         images = self.images.copy()
-        images[self.train_idx] = augment.apply(self.images[self.train_idx],
-                                               augment.recipe(self.config.augment), rng)
+        images[self.train_idx] = self._deformed(epoch)
         return images
 
+    def _deformed(self, epoch: int) -> np.ndarray:
+        """``epoch``'s deformed copies of the training images (n_train, n_in), in train_idx
+        order."""
+        rng = np.random.default_rng([self.config.seed, epoch, 1])
+        return augment.apply(self.images[self.train_idx], augment.recipe(self.config.augment),
+                             rng)
+
     def _engine_for(self, epoch: int) -> fast.Engine:
-        """The engine over ``epoch``'s images (the same one throughout, unless augmenting)."""
-        if self._engine is not None and not self.config.augment:
+        """The engine over ``epoch``'s images: the same one throughout, unless augmenting;
+        then one over that epoch's deformed training images, the next epoch's started on a
+        background thread meanwhile."""
+        if not self.config.augment:
+            if self._engine is None:
+                self._engine = self._make_engine(self.images, self.labels, self.targets)
             return self._engine
-        images = self.epoch_images(epoch)
-        self._engine = fast.make_engine(
-            self.backend, self._flat, self.optimizer, images, self.labels, self.preprocessing,
-            self.batch_size, self.config.l2, self.config.label_smoothing, self.targets)
+        if self._engine is None or self._engine_epoch != epoch:
+            self._engine, self._engine_epoch = self._prefetch.get(epoch), epoch
+        if epoch + 1 < self.epochs:
+            self._prefetch.ahead(epoch + 1)
         return self._engine
+
+    def _augmented_engine(self, epoch: int) -> fast.Engine:
+        targets = None if self.targets is None else self.targets[self.train_idx]
+        return self._make_engine(self._deformed(epoch), self.labels[self.train_idx], targets)
+
+    def _make_engine(self, images: np.ndarray, labels: np.ndarray,
+                     targets: np.ndarray | None) -> fast.Engine:
+        return fast.make_engine(
+            self.backend, self._flat, self.optimizer, images, labels, self.preprocessing,
+            self.batch_size, self.config.l2, self.config.label_smoothing, targets)
 
     def _diverged(self, loss: float, lr: float) -> DivergenceError:
         return DivergenceError(
