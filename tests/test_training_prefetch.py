@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 
+from digitnet.errors import ConfigError
 from digitnet.training import Trainer, make_config
 from digitnet.training.prefetch import Prefetch
 
@@ -100,3 +101,37 @@ def test_abandoning_the_events_leaves_no_background_thread():
     assert any(t.name.startswith("prefetch") for t in threading.enumerate())
     events.close()
     assert not any(t.name.startswith("prefetch") for t in threading.enumerate())
+
+
+def test_the_last_clean_epochs_train_on_the_images_as_they_are(monkeypatch):
+    images, labels = blobs()
+    config = make_config("default", epochs=4, val_size=60, batch_size=32, augment=1.0,
+                         clean_epochs=2)
+    built: list[int] = []
+    real = Trainer._augmented_engine
+    monkeypatch.setattr(Trainer, "_augmented_engine",
+                        lambda self, epoch: built.append(epoch) or real(self, epoch))
+    trainer = Trainer(config, images, labels, backend="numpy")
+    assert [trainer.augmented(e) for e in range(4)] == [True, True, False, False]
+    flat = images.reshape(len(images), -1)
+    assert np.array_equal(trainer.epoch_images(2), flat)
+    assert not np.array_equal(trainer.epoch_images(1), flat)
+    model = trainer.run()
+    assert sorted(built) == [0, 1]  # nothing deformed for the clean epochs
+    # the same as two augmented epochs, then two more of the same run on the originals
+    first = Trainer(make_config("default", epochs=4, val_size=60, batch_size=32, augment=1.0),
+                    images, labels, backend="numpy")
+    events = first.events()
+    next(events), next(events)
+    state = first.state_dict()
+    events.close()
+    plain = Trainer(make_config("default", epochs=4, val_size=60, batch_size=32), images,
+                    labels, backend="numpy")
+    plain.load_state_dict(state)
+    assert all(np.array_equal(a, b) for a, b in zip(weights(model), weights(plain.run()),
+                                                    strict=True))
+
+
+def test_clean_epochs_is_checked():
+    with pytest.raises(ConfigError, match="clean_epochs"):
+        make_config("best", clean_epochs=-1)

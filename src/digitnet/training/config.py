@@ -38,6 +38,8 @@ class TrainConfig:
     augment: float = 0.0          # strength of random deformations of the training images
                                   # (1.0: ±10° rotation, ±10 % scale, ±0.2 slant, ±1 px shift,
                                   # 1 px elastic warp, 20 % of strokes thinned or thickened)
+    clean_epochs: int = 0         # the last epochs of an augmented run train on the images
+                                  # as they are, as the network will be used
     seed: int = 0                 # one seed for every random draw
     dtype: str = "float32"        # "float32" or "float64"
 
@@ -99,6 +101,7 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "val_size": (0, 1_000_000, True),
     "seed": (0, 2**63 - 1, True),
     "augment": (0, 3, True),
+    "clean_epochs": (0, 100_000, True),
 }
 _REALS = ("lr", "momentum", "l2", "label_smoothing", "augment")  # the others count things
 _CHOICES = {"init": network.INITS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,

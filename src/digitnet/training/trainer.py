@@ -165,7 +165,7 @@ class Trainer:
         self._best: tuple[float, int, Params] | None = None
         self._watch = LossWatch(n_classes)
         self._engine: fast.Engine | None = None
-        self._engine_epoch = -1  # the epoch an augmented engine's images belong to
+        self._engine_epoch = -1  # the epoch an augmented engine's images belong to, else -1
         self._prefetch: Prefetch[fast.Engine] = Prefetch(self._augmented_engine)
         self._stop = threading.Event()
         self.stopped = False
@@ -288,7 +288,8 @@ class Trainer:
             self.preprocessing = state["preprocessing"]
             self._engine = None  # its input scaling is built in
         self._prefetch.discard()  # built for the state before
-        self._engine_epoch = -1
+        if self.config.augment:
+            self._engine = None  # over another epoch's images, perhaps
 
     # -- one record's worth of steps ----------------------------------------------------------
 
@@ -331,7 +332,7 @@ class Trainer:
         lrs = np.array([self.schedule(self.step + s) for s in range(wanted)])
         engine = self._engine_for(epoch)
         # An augmented epoch's engine holds the training images alone, in train_idx order.
-        order = positions if self.config.augment else self.train_idx[positions]
+        order = positions if self.augmented(epoch) else self.train_idx[positions]
         done = engine.run(order, lrs, self._watch, self._stop.is_set)
         self.step += done.steps
         if done.diverged:
@@ -346,10 +347,15 @@ class Trainer:
         rng = np.random.default_rng([self.config.seed, epoch])
         return rng.permutation(self.n_train)
 
+    def augmented(self, epoch: int) -> bool:
+        """Whether ``epoch`` trains on deformed images: when augmenting, all but the last
+        ``config.clean_epochs``."""
+        return bool(self.config.augment) and epoch < self.epochs - self.config.clean_epochs
+
     def epoch_images(self, epoch: int) -> np.ndarray:
         """The images ``epoch`` trains on: the originals, or, when augmenting, a copy whose
         training images are randomly deformed, drawn from (seed, epoch) alone."""
-        if not self.config.augment:
+        if not self.augmented(epoch):
             return self.images
         images = self.images.copy()
         images[self.train_idx] = self._deformed(epoch)
@@ -366,13 +372,14 @@ class Trainer:
         """The engine over ``epoch``'s images: the same one throughout, unless augmenting;
         then one over that epoch's deformed training images, the next epoch's started on a
         background thread meanwhile."""
-        if not self.config.augment:
-            if self._engine is None:
+        if not self.augmented(epoch):
+            if self._engine is None or self._engine_epoch != -1:
                 self._engine = self._make_engine(self.images, self.labels, self.targets)
+                self._engine_epoch = -1
             return self._engine
         if self._engine is None or self._engine_epoch != epoch:
             self._engine, self._engine_epoch = self._prefetch.get(epoch), epoch
-        if epoch + 1 < self.epochs:
+        if self.augmented(epoch + 1):
             self._prefetch.ahead(epoch + 1)
         return self._engine
 
