@@ -135,3 +135,25 @@ def test_the_last_clean_epochs_train_on_the_images_as_they_are(monkeypatch):
 def test_clean_epochs_is_checked():
     with pytest.raises(ConfigError, match="clean_epochs"):
         make_config("best", clean_epochs=-1)
+
+
+def test_augment_share_deforms_that_fraction_of_the_training_images():
+    images, labels = blobs(n=1000)
+    config = make_config("default", epochs=2, val_size=100, augment=1.0, augment_share=0.3)
+    trainer = Trainer(config, images, labels, backend="numpy")
+    flat = images.reshape(len(images), -1)
+    epoch = trainer.epoch_images(0)
+    changed = np.any(epoch != flat, axis=1)
+    assert not changed[trainer.val_idx].any()
+    assert 0.2 < changed[trainer.train_idx].mean() < 0.4
+    assert np.array_equal(epoch, trainer.epoch_images(0))  # drawn from (seed, epoch) alone
+    assert not np.array_equal(epoch, trainer.epoch_images(1))
+    every = Trainer(make_config("default", epochs=2, val_size=100, augment=1.0), images,
+                    labels, backend="numpy").epoch_images(0)
+    assert np.any(every != flat, axis=1)[trainer.train_idx].mean() > 0.9
+
+
+@pytest.mark.parametrize("share", [0.0, 1.5, -0.1])
+def test_augment_share_is_checked(share):
+    with pytest.raises(ConfigError, match="augment_share"):
+        make_config("best", augment_share=share)

@@ -38,6 +38,8 @@ class TrainConfig:
     augment: float = 0.0          # strength of random deformations of the training images
                                   # (1.0: ±10° rotation, ±10 % scale, ±0.2 slant, ±1 px shift,
                                   # 1 px elastic warp, 20 % of strokes thinned or thickened)
+    augment_share: float = 1.0    # the fraction of training images deformed each epoch (the
+                                  # others are trained on as they are)
     clean_epochs: int = 0         # the last epochs of an augmented run train on the images
                                   # as they are, as the network will be used
     seed: int = 0                 # one seed for every random draw
@@ -102,8 +104,10 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "seed": (0, 2**63 - 1, True),
     "augment": (0, 3, True),
     "clean_epochs": (0, 100_000, True),
+    "augment_share": (0, 1, False),
 }
-_REALS = ("lr", "momentum", "l2", "label_smoothing", "augment")  # the others count things
+_REALS = ("lr", "momentum", "l2", "label_smoothing", "augment",
+          "augment_share")  # the others count things
 _CHOICES = {"init": network.INITS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES,
             "dtype": ("float32", "float64")}
 

@@ -365,8 +365,13 @@ class Trainer:
         """``epoch``'s deformed copies of the training images (n_train, n_in), in train_idx
         order."""
         rng = np.random.default_rng([self.config.seed, epoch, 1])
-        return augment.apply(self.images[self.train_idx], augment.recipe(self.config.augment),
-                             rng)
+        images = self.images[self.train_idx]
+        recipe = augment.recipe(self.config.augment)
+        if self.config.augment_share >= 1:
+            return augment.apply(images, recipe, rng)
+        chosen = rng.random(len(images)) < self.config.augment_share
+        images[chosen] = augment.apply(images[chosen], recipe, rng)
+        return images
 
     def _engine_for(self, epoch: int) -> fast.Engine:
         """The engine over ``epoch``'s images: the same one throughout, unless augmenting;
