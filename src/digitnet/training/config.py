@@ -42,6 +42,10 @@ class TrainConfig:
                                   # others are trained on as they are)
     clean_epochs: int = 0         # the last epochs of an augmented run train on the images
                                   # as they are, as the network will be used
+    restarts: int = 0             # further starts from other initial weights: each trains
+                                  # restart_epochs epochs, and the one with the best
+                                  # validation accuracy goes on
+    restart_epochs: int = 2
     seed: int = 0                 # one seed for every random draw
     dtype: str = "float32"        # "float32" or "float64"
 
@@ -63,6 +67,9 @@ class TrainConfig:
         if self.label_smoothing >= 1:
             raise ConfigError(f"label_smoothing = {self.label_smoothing:g} must be below 1",
                               "label_smoothing")
+        if self.restarts and not self.val_size:
+            raise ConfigError(f"restarts = {self.restarts} needs validation images to choose "
+                              "a start; set val_size above 0", "restarts")
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose one of "
@@ -105,6 +112,8 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "augment": (0, 3, True),
     "clean_epochs": (0, 100_000, True),
     "augment_share": (0, 1, False),
+    "restarts": (0, 100, True),
+    "restart_epochs": (1, 100_000, True),
 }
 _REALS = ("lr", "momentum", "l2", "label_smoothing", "augment",
           "augment_share")  # the others count things

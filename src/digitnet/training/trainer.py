@@ -167,6 +167,7 @@ class Trainer:
         self._engine: fast.Engine | None = None
         self._engine_epoch = -1  # the epoch an augmented engine's images belong to, else -1
         self._prefetch: Prefetch[fast.Engine] = Prefetch(self._augmented_engine)
+        self._keep: dict[int, fast.Engine] | None = None  # epochs' engines kept for restarts
         self._stop = threading.Event()
         self.stopped = False
 
@@ -191,6 +192,12 @@ class Trainer:
         """
         try:
             with fast.blas_threads(1):
+                if self.step == 0 and self.config.restarts:
+                    chosen = self._restart(snapshots)
+                    if chosen is None:
+                        self.stopped = True
+                        return
+                    yield from chosen
                 while self.step < self.total_steps:
                     record = self._advance(snapshots)
                     if record is None:
@@ -291,6 +298,49 @@ class Trainer:
         if self.config.augment:
             self._engine = None  # over another epoch's images, perhaps
 
+    # -- restarts -----------------------------------------------------------------------------
+
+    def _restart(self, snapshots: bool) -> list[Progress] | None:
+        """Train ``config.restarts + 1`` starts for ``config.restart_epochs`` epochs each, the
+        same data in the same order, and keep the one with the best validation accuracy (the
+        first of equals); returns its records, or None when stopped (the run is then back at
+        step 0, as before it began, so a resumed run starts over and ends the same)."""
+        first = self.params.copy()
+        sizes = self.params.sizes
+        # Start i >= 1 draws its weights from the seed's child 1 + i (0: the split, 1: start 0).
+        seeds = np.random.SeedSequence(self.config.seed).spawn(2 + self.config.restarts)
+        best: tuple[float, dict[str, Any], list[Progress]] | None = None
+        self._keep = {}
+        try:
+            for i in range(self.config.restarts + 1):
+                start = first if i == 0 else network.init_params(
+                    sizes, np.random.default_rng(seeds[1 + i]), self.config.init, self.dtype)
+                self._begin(start)
+                records = []
+                while self.epoch < min(self.config.restart_epochs, self.epochs):
+                    record = self._advance(snapshots)
+                    if record is None:
+                        self._begin(first)
+                        return None
+                    records.append(record)
+                if best is None or records[-1].val_accuracy > best[0]:
+                    best = (records[-1].val_accuracy, self.state_dict(), records)
+        finally:
+            self._keep = None
+        assert best is not None
+        seconds = self.seconds
+        self.load_state_dict(best[1])
+        self.seconds = seconds  # every start's time counts
+        return best[2]
+
+    def _begin(self, params: Params) -> None:
+        """Back to step 0 with these initial parameters and a fresh optimizer."""
+        fresh = make_optimizer(self.config.optimizer, self.config.momentum)
+        fresh.init_state([self._flat.theta])
+        self.load_state_dict({"params": params, "optimizer": fresh.state(), "epoch": 0,
+                              "step": 0, "history": {}, "best": None,
+                              "loss_watch": LossWatch(self.n_classes).state_dict()})
+
     # -- one record's worth of steps ----------------------------------------------------------
 
     def _advance(self, snapshots: bool) -> Progress | None:
@@ -383,8 +433,12 @@ class Trainer:
                 self._engine_epoch = -1
             return self._engine
         if self._engine is None or self._engine_epoch != epoch:
-            self._engine, self._engine_epoch = self._prefetch.get(epoch), epoch
-        if self.augmented(epoch + 1):
+            kept = self._keep.get(epoch) if self._keep is not None else None
+            self._engine = kept or self._prefetch.get(epoch)
+            self._engine_epoch = epoch
+            if self._keep is not None and epoch < self.config.restart_epochs:
+                self._keep[epoch] = self._engine  # the next start trains on it too
+        if self.augmented(epoch + 1) and not (self._keep and epoch + 1 in self._keep):
             self._prefetch.ahead(epoch + 1)
         return self._engine
 
