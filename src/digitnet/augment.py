@@ -185,8 +185,13 @@ def _warp_numba(part: np.ndarray, draws: tuple[np.ndarray, ...],
 
 
 def recipe(strength: float) -> Augment:
-    """The deformations tried on the robustness set, scaled by ``strength`` (1.0 as measured)."""
-    return Augment(rotate=10 * strength, scale=0.1 * strength, shear=0.2 * strength,
+    """The deformations tried on the robustness set, scaled by ``strength``.
+
+    Rotation has the largest share: people's digits lean by 10-20 degrees where MNIST's stand
+    upright, and at ``strength`` 0.5 (the presets') +-15 degrees kept the validation accuracy
+    of +-5 while reading digits rotated by 12-22 degrees better.
+    """
+    return Augment(rotate=30 * strength, scale=0.1 * strength, shear=0.2 * strength,
                    shift=1.0 * strength, elastic=1.0 * strength,
                    thickness=min(1.0, 0.2 * strength))
 
