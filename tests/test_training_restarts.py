@@ -54,7 +54,8 @@ def test_the_start_with_the_best_validation_accuracy_goes_on(augment):
     assert len(set(scores)) > 1  # the starts do differ
     best = Trainer(plain, images, labels, backend="numpy")
     best.load_state_dict(states[int(np.argmax(scores))])
-    assert same(best.run().params, trainer.params)
+    assert same(best.run().params, trainer.result().params)
+    assert same(best.params, trainer.params)
     assert records[0].val_accuracy == max(scores)
 
 
