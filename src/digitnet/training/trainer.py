@@ -434,7 +434,7 @@ class Trainer:
             return self._engine
         if self._engine is None or self._engine_epoch != epoch:
             kept = self._keep.get(epoch) if self._keep is not None else None
-            self._engine = kept or self._prefetch.get(epoch)
+            self._engine = kept if kept is not None else self._prefetch.get(epoch)
             self._engine_epoch = epoch
             if self._keep is not None and epoch < self.config.restart_epochs:
                 self._keep[epoch] = self._engine  # the next start trains on it too
