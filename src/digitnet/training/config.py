@@ -94,9 +94,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # +-15 degrees on every digit (94.35 %), 80 epochs with 40 % or 100 with 30 %, a rate of
     # 0.007 or 0.02, batches of 64 or 256; and on a robustness set of validation digits,
     # where it reads rotated digits better. Restarts did not raise the validation accuracy.
+    # The last 8 of the 60 epochs train on the digits as they are: 94.78 % mean validation
+    # accuracy against 94.70 %, higher for four seeds of five, and 8 epochs without warping.
     "best": dict(init="he", optimizer="adam", lr=0.01, schedule="onecycle", epochs=60,
                  batch_size=128, val_size=5000, standardize=True, select_best=True, l2=1e-4,
-                 augment=0.5, augment_share=0.5),
+                 augment=0.5, augment_share=0.5, clean_epochs=8),
 }
 
 # Bounds a value must lie within: (low, high, whether low itself is allowed).
