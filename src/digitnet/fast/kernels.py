@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from digitnet.fast.intrinsics import prefetch as _nb_prefetch
-from digitnet.fast.pixels import SLACK, _nb_bit_table, _nb_dot16_pixels, _nb_list, _nb_nonzero
+from digitnet.fast.pixels import SLACK, _nb_bit_table, _nb_first_layer_listed, _nb_nonzero
 from digitnet.fast.pixels import jit as _jit
 
 __all__ = ["GD", "MOMENTUM", "ADAM"]
@@ -31,7 +31,6 @@ GD, MOMENTUM, ADAM = 0, 1, 2  # the update rules _nb_step knows, as optim.py def
 
 _AHEAD = 2     # images ahead of the current one whose pixels are prefetched
 _SAMPLES = 64  # images whose layers above the first are computed side by side
-_LISTED = 8    # images whose pixel lists inference builds before it sums over them
 
 
 @_jit
@@ -513,19 +512,17 @@ def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels, compress):
     reading each pixel's value from the image; then the layer above for 64 images side by side
     (units by images, vectorized over the images)."""
     n, n_in = images.shape
-    blocks, rows = W1p.shape[0], np.uint64(W1p.shape[1])
+    blocks = W1p.shape[0]
     C = W2.shape[1]
     values = np.zeros(n_in + SLACK, np.uint8)
     indices = np.zeros(n_in + SLACK, np.uint16)
     # Each image's list: up to n_in indices, 8 slots the bit table writes past them and four
     # zeros, in a multiple of 4 slots (read as uint64).
     stride = np.uint64((n_in + 15) // 4 * 4)
-    lists = np.zeros(_LISTED * stride, np.uint16)
-    quads = lists.view(np.uint64)
-    ends = np.zeros(_LISTED, np.uint64)
+    lists = np.zeros(8 * stride, np.uint16)
+    ends = np.zeros(8, np.uint64)
     scratch = np.zeros(64, np.uint8)
     table = _nb_bit_table()
-    flat, W, d = images.reshape(-1), W1p.reshape((blocks * W1p.shape[1], 16)), np.uint64(n_in)
     floats = np.arange(256).astype(np.float32)
     sums = np.zeros(16, np.float32)
     Z1 = np.zeros((16 * blocks, _SAMPLES), np.float32)
@@ -539,20 +536,9 @@ def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels, compress):
                 count = _nb_nonzero(images, first + t, values, indices, 0, True, scratch, table)
                 for blk in range(blocks):
                     _nb_dot16(indices, values, 0, count, W1p, blk, Z1, t)
-        for group in range(0, m if not compress else 0, _LISTED):
-            size = min(_LISTED, m - group)
-            for t in range(size):  # the lists, written before any is read
-                off = np.uint64(first + group + t) * d
-                end = _nb_list(flat, off, d, table, lists, np.uint64(t) * stride, scratch)
-                for z in range(4):
-                    lists[end + np.uint64(z)] = 0
-                ends[t] = end
-            for t in range(size):
-                off = np.uint64(first + group + t) * d
-                for blk in range(blocks):
-                    _nb_dot16_pixels(flat, off, quads, np.uint64(t) * stride, ends[t], W,
-                                     np.uint64(blk) * rows, floats, sums, Z1, 16 * blk,
-                                     group + t)
+        else:
+            _nb_first_layer_listed(images, first, m, W1p, Z1, lists, ends, scratch, table,
+                                   floats, sums)
         for o in range(C):
             for t in range(m):
                 Z2[o, t] = b2[o]
