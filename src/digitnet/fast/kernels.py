@@ -7,9 +7,10 @@ readable originals by the parity tests in tests/test_fast.py. They are written f
 
 - the first layer's weights are kept as blocks of 16 units, W1p[block, pixel, 0:16], zero
   beyond the last unit, so that one pixel's row is one AVX-512 register of float32;
-- the 16 named accumulators of _nb_dot16 become that register (a loop over a small array would
-  go through memory at every pixel), two sets of them so that consecutive multiply-adds do not
-  wait for each other;
+- the 16 named accumulators of the first layer's sums (_nb_dot16 here, :mod:`.sparse` for
+  training, :mod:`.pixels` for inference) become that register (a loop over a small array
+  would go through memory at every pixel), several sets of them so that consecutive
+  multiply-adds do not wait for each other;
 - loop counters that index arrays are unsigned, which spares numba's negative-index check;
 - the first layer runs over an image's non-zero pixels only, and the next images' pixels are
   prefetched while this one is computed (the epoch's order jumps around memory).
