@@ -24,7 +24,7 @@ import numpy as np
 
 from digitnet.fast.pixels import SLACK, _nb_bit_table, _nb_first_layer_listed, _nb_nonzero
 from digitnet.fast.pixels import jit as _jit
-from digitnet.fast.sparse import _nb_backward, _nb_forward
+from digitnet.fast.sparse import _nb_backward, _nb_backward12, _nb_forward, _nb_forward12
 
 __all__ = ["GD", "MOMENTUM", "ADAM"]
 
@@ -394,6 +394,7 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
     bits = np.zeros(_SAMPLES, np.int32)
     floats = np.arange(256).astype(np.float32)  # v as float32, for the pixel values v
     unit_sums = np.zeros(16, np.float32)
+    narrow = H <= 12  # one block, a quarter of it or more padding: see sparse.py
     off = np.float32(smoothing / C)          # the target Y: (1 - eps) one-hot + eps / C
     on = np.float32(1 - smoothing) + off
     # For the run, W1 and its optimizer state live in blocks of 16 units (padding zero, which
@@ -422,15 +423,21 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
             last = min(first + _SAMPLES, stop)
             for i in range(first, last):
                 ys[i - first] = labels[order[i]]
-            _nb_forward(indptr, indices, values, order, first, last, W1p, Z1, floats,
-                        unit_sums)            # the first layer: P @ W1
+            if narrow:                        # the first layer: P @ W1
+                _nb_forward12(indptr, indices, values, order, first, last, W1p, Z1, floats,
+                              unit_sums)
+            else:
+                _nb_forward(indptr, indices, values, order, first, last, W1p, Z1, floats,
+                            unit_sums)
             hits, data_loss = _nb_layers_above(Z1, last - first, a, cb1, H, W2, b2, ys, on,
                                                off, inv_m, A1, P, D1, best, top, norm, bits,
                                                gW2, gb2, gb1)
             correct += hits
             batch_loss += data_loss
-            _nb_backward(indptr, indices, values, order, first, last, G1p, D1,
-                         floats)              # and back: G += P.T dZ1
+            if narrow:                        # and back: G += P.T dZ1
+                _nb_backward12(indptr, indices, values, order, first, last, G1p, D1, floats)
+            else:
+                _nb_backward(indptr, indices, values, order, first, last, G1p, D1, floats)
         # The step. W1's gradient: X.T dZ1 = a P.T dZ1 + c sum(dZ1), with x = a p + c.
         db1[:H] = gb1
         squares = _nb_first_gradient(G1p, W1p, a, c, db1, l2)
