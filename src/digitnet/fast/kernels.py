@@ -22,7 +22,8 @@ import math
 
 import numpy as np
 
-from digitnet.fast.pixels import SLACK, _nb_bit_table, _nb_first_layer_listed, _nb_nonzero
+from digitnet.fast.listed import _nb_first_layer_listed, _nb_first_layer_listed12
+from digitnet.fast.pixels import SLACK, _nb_bit_table, _nb_nonzero
 from digitnet.fast.pixels import jit as _jit
 from digitnet.fast.sparse import _nb_backward, _nb_backward12, _nb_forward, _nb_forward12
 
@@ -507,6 +508,9 @@ def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels, compress):
                 count = _nb_nonzero(images, first + t, values, indices, 0, True, scratch, table)
                 for blk in range(blocks):
                     _nb_dot16(indices, values, 0, count, W1p, blk, Z1, t)
+        elif H <= 12:  # one block, a quarter of it or more padding: see listed.py
+            _nb_first_layer_listed12(images, first, m, W1p, Z1, lists, ends, scratch, table,
+                                     floats, sums)
         else:
             _nb_first_layer_listed(images, first, m, W1p, Z1, lists, ends, scratch, table,
                                    floats, sums)
