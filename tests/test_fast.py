@@ -38,7 +38,8 @@ def reference_gradients(params: network.Params, images: np.ndarray, labels: np.n
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("hidden", "l2", "smoothing"),
-                         [(10, 0.0, 0.0), (10, 1e-3, 0.1), (20, 1e-4, 0.0), (33, 0.0, 0.05)])
+                         [(10, 0.0, 0.0), (10, 1e-3, 0.1), (12, 1e-4, 0.0), (13, 0.0, 0.0),
+                          (20, 1e-4, 0.0), (33, 0.0, 0.05)])
 def test_gradients_equal_the_reference(backend, hidden, l2, smoothing):
     images, labels = digits()
     params = network.init_params((784, hidden, 10), np.random.default_rng(1))

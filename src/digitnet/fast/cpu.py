@@ -99,7 +99,8 @@ def vector_features() -> list[str]:
 def vector_compress() -> bool:
     """Whether the CPU compresses bytes in one instruction (AVX-512 VBMI2's ``vpcompressb``):
     then the kernels find an image's non-zero pixels with it; elsewhere LLVM would expand the
-    compress into dozens of instructions, and a bit scan of a compare mask is faster."""
+    compress into dozens of instructions, and listing a compare mask's set bits eight at a
+    time, through a table, is faster."""
     return {"avx512vbmi2", "avx512bw", "avx512vl"} <= features()
 
 
@@ -111,9 +112,11 @@ def paths() -> dict[str, str]:
         "SSE"
     return {
         "non_zero_pixels": ("vector compress (vpcompressb, AVX-512 VBMI2)" if compress else
-                            "bit scan of a compare mask (no one-instruction byte compress)"),
+                            "a compare mask's set bits listed a byte at a time through a "
+                            "table (no one-instruction byte compress)"),
         "inference_first_layer": ("over compressed pixel lists" if compress else
-                                  "summed during the bit scan, without lists"),
+                                  "over index lists of 8 images, values read from the images, "
+                                  "four pixels a step"),
         "training_first_layer": f"sparse, over pixel lists built once, 16 units in {vector}",
         "full_batch": "the same sparse kernel (it beat float32 BLAS over uint8 chunks)",
     }

@@ -1,5 +1,5 @@
 """LLVM intrinsics for the numba kernels: a prefetch, a vector compress, a compare mask and a
-bit scan.
+list of a mask's set bits.
 
 numba has no words for either, so they are written as LLVM IR with ``numba.extending.intrinsic``.
 """
@@ -11,7 +11,7 @@ from typing import Any
 import numba
 import numba.extending
 
-__all__ = ["prefetch", "compress64", "nonzero_mask64", "lowest_bit"]
+__all__ = ["prefetch", "compress64", "nonzero_mask64", "set_bits64"]
 
 
 def _prefetch_intrinsic(numba: Any) -> Any:
@@ -135,21 +135,53 @@ def _mask_intrinsic(numba: Any) -> Any:
     return nonzero_mask64
 
 
-def _lowest_bit_intrinsic(numba: Any) -> Any:
-    """``_nb_lowest_bit(m)``: the index of m's lowest set bit, 64 when m is 0 (tzcnt)."""
+def _set_bits_intrinsic(numba: Any) -> Any:
+    """``_nb_set_bits64(table, m, base, indices, pos)``: the positions base + k of m's set bits
+    k, in order, into the uint16 list ``indices`` from pos; returns pos plus their count.
+
+    Eight bits at a time, without a branch: ``table`` (uint16, 256 x 8, see
+    ``pixels._nb_bit_table``) lists the set bits of each byte value; its row is loaded as one
+    vector, shifted by the byte's position and stored whole, and pos moves on by the byte's
+    popcount (on AVX2: vpaddw from memory, vmovdqu, popcnt). The list needs 8 slots past its
+    end; ``base + 63`` must fit in 16 bits.
+    """
     from llvmlite import ir
+    from numba.core import cgutils
+
+    i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+    v8 = ir.VectorType(i16, 8)
 
     @numba.extending.intrinsic
-    def lowest_bit(typingctx: Any, m: Any) -> Any:
+    def set_bits64(typingctx: Any, table: Any, m: Any, base: Any, indices: Any, pos: Any) -> Any:
         def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+            tabty, _, _, idxty, _ = signature.args
+            tab = context.make_array(tabty)(context, builder, args[0])
+            idx = context.make_array(idxty)(context, builder, args[3])
+            m, base, pos = args[1], args[2], args[4]
+            rows = builder.bitcast(tab.data, ir.PointerType(i16))
+            out = builder.bitcast(idx.data, ir.PointerType(i16))
+            popcount = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(i64, [i64]), "llvm.ctpop.i64")
+            one = builder.insert_element(ir.Constant(v8, None), builder.trunc(base, i16), i32(0))
+            start = builder.shuffle_vector(one, ir.Constant(v8, None),
+                                           ir.Constant(ir.VectorType(i32, 8), [0] * 8))
+            for g in range(8):
+                byte = builder.and_(builder.lshr(m, i64(8 * g)), i64(255))
+                row = builder.gep(rows, [builder.mul(byte, i64(8))])
+                bits = builder.load(builder.bitcast(row, v8.as_pointer()), align=2)
+                shift = builder.add(start, ir.Constant(v8, [8 * g] * 8)) if g else start
+                target = builder.bitcast(builder.gep(out, [pos]), v8.as_pointer())
+                builder.store(builder.add(bits, shift), target, align=2)
+                pos = builder.add(pos, builder.call(popcount, [byte]))
+            return pos
 
-        return numba.types.uint64(numba.types.uint64), codegen
+        return numba.types.uint64(table, numba.types.uint64, numba.types.uint64, indices,
+                                  numba.types.uint64), codegen
 
-    return lowest_bit
+    return set_bits64
 
 
 prefetch = _prefetch_intrinsic(numba)
 compress64 = _compress_intrinsic(numba)
 nonzero_mask64 = _mask_intrinsic(numba)
-lowest_bit = _lowest_bit_intrinsic(numba)
+set_bits64 = _set_bits_intrinsic(numba)

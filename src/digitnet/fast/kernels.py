@@ -7,9 +7,10 @@ readable originals by the parity tests in tests/test_fast.py. They are written f
 
 - the first layer's weights are kept as blocks of 16 units, W1p[block, pixel, 0:16], zero
   beyond the last unit, so that one pixel's row is one AVX-512 register of float32;
-- the 16 named accumulators of _nb_dot16 become that register (a loop over a small array would
-  go through memory at every pixel), two sets of them so that consecutive multiply-adds do not
-  wait for each other;
+- the 16 named accumulators of the first layer's sums (_nb_dot16 here, :mod:`.sparse` for
+  training, :mod:`.pixels` for inference) become that register (a loop over a small array
+  would go through memory at every pixel), several sets of them so that consecutive
+  multiply-adds do not wait for each other;
 - loop counters that index arrays are unsigned, which spares numba's negative-index check;
 - the first layer runs over an image's non-zero pixels only, and the next images' pixels are
   prefetched while this one is computed (the epoch's order jumps around memory).
@@ -21,15 +22,15 @@ import math
 
 import numpy as np
 
-from digitnet.fast.intrinsics import prefetch as _nb_prefetch
-from digitnet.fast.pixels import _nb_dot16_scan, _nb_nonzero
+from digitnet.fast.listed import _nb_first_layer_listed, _nb_first_layer_listed12
+from digitnet.fast.pixels import SLACK, _nb_bit_table, _nb_nonzero
 from digitnet.fast.pixels import jit as _jit
+from digitnet.fast.sparse import _nb_backward, _nb_backward12, _nb_forward, _nb_forward12
 
 __all__ = ["GD", "MOMENTUM", "ADAM"]
 
 GD, MOMENTUM, ADAM = 0, 1, 2  # the update rules _nb_step knows, as optim.py defines them
 
-_AHEAD = 2     # images ahead of the current one whose pixels are prefetched
 _SAMPLES = 64  # images whose layers above the first are computed side by side
 
 
@@ -37,16 +38,6 @@ _SAMPLES = 64  # images whose layers above the first are computed side by side
 def _nb_finite(x):
     """Whether x is finite. (numba's math.isfinite tests x - x, which fast-math folds to 0.)"""
     return not (math.isnan(x) or math.isinf(x))
-
-
-@_jit
-def _nb_prefetch_row(indptr, indices, values, r):
-    """Ask for the cache lines of image r's non-zero pixels ahead of their use."""
-    lo, hi = indptr[r], indptr[r + 1]
-    for q in range(lo, hi, 64):
-        _nb_prefetch(values, q)
-    for q in range(lo, hi, 32):
-        _nb_prefetch(indices, q)
 
 
 @_jit
@@ -136,37 +127,6 @@ def _nb_dot16(indices, values, lo, hi, W, blk, out, col):
                                                                               a13 + b13,
                                                                               a14 + b14,
                                                                               a15 + b15)
-
-
-@_jit
-def _nb_axpy16(indices, values, lo, hi, G, blk, D, col):
-    """``G[blk, indices[q], 0:16] += values[q] * D[16 blk:16 blk + 16, col]`` for q in
-    [lo, hi): one image's share of a block's gradient (the rows differ)."""
-    j = 16 * blk
-    d0, d1, d2, d3 = D[j, col], D[j + 1, col], D[j + 2, col], D[j + 3, col]
-    d4, d5, d6, d7 = D[j + 4, col], D[j + 5, col], D[j + 6, col], D[j + 7, col]
-    d8, d9, d10, d11 = D[j + 8, col], D[j + 9, col], D[j + 10, col], D[j + 11, col]
-    d12, d13, d14, d15 = D[j + 12, col], D[j + 13, col], D[j + 14, col], D[j + 15, col]
-    q, end, one = np.uint64(lo), np.uint64(hi), np.uint64(1)
-    while q < end:
-        p, k = np.float32(values[q]), indices[q]
-        G[blk, k, 0] += p * d0
-        G[blk, k, 1] += p * d1
-        G[blk, k, 2] += p * d2
-        G[blk, k, 3] += p * d3
-        G[blk, k, 4] += p * d4
-        G[blk, k, 5] += p * d5
-        G[blk, k, 6] += p * d6
-        G[blk, k, 7] += p * d7
-        G[blk, k, 8] += p * d8
-        G[blk, k, 9] += p * d9
-        G[blk, k, 10] += p * d10
-        G[blk, k, 11] += p * d11
-        G[blk, k, 12] += p * d12
-        G[blk, k, 13] += p * d13
-        G[blk, k, 14] += p * d14
-        G[blk, k, 15] += p * d15
-        q += one
 
 
 @_jit
@@ -364,30 +324,40 @@ def _nb_blocks(A, B, to_blocks):
 @_jit
 def _nb_first_gradient(G, W, a, c, db, l2):
     """Turn the pixel sums G = P.T dZ1 into W1's gradient a G + c sum(dZ1) + l2 W1, in place,
-    all in blocks (db is sum(dZ1) padded with zeros). Returns sum(W1 ** 2) in float64."""
+    all in blocks (db is sum(dZ1) padded with zeros). Returns sum(W1 ** 2) in float64.
+    (Flat indices throughout: a view per pixel row would cost numba a reference count.)"""
     rate = np.float32(l2)
+    rows, lanes = np.uint64(G.shape[1]), np.uint64(16)
+    g, w = G.reshape(-1), W.reshape(-1)
+    shift = np.zeros(16, np.float32)
     for blk in range(G.shape[0]):
-        shift = db[16 * blk:16 * blk + 16] * c
-        for k in range(G.shape[1]):
-            g, w = G[blk, k], W[blk, k]
+        for lane in range(16):
+            shift[lane] = db[16 * blk + lane] * c
+        start = np.uint64(blk) * rows * lanes
+        for k in range(rows):
+            o = start + k * lanes
             for lane in range(16):
-                g[lane] = a * g[lane] + shift[lane] + rate * w[lane]
+                at = o + np.uint64(lane)
+                g[at] = a * g[at] + shift[lane] + rate * w[at]
     squares = 0.0
-    flat = W.reshape(-1)
-    for i in range(np.uint64(flat.shape[0])):
-        squares += np.float64(flat[i]) * flat[i]
+    for i in range(np.uint64(w.shape[0])):
+        squares += np.float64(w[i]) * w[i]
     return squares
 
 
 @_jit
 def _nb_column_sums(W, sums):
     """``sums[j] = sum over pixels of W1[:, j]``, from the blocks."""
+    rows, lanes = np.uint64(W.shape[1]), np.uint64(16)
+    w = W.reshape(-1)
+    s = np.zeros(16, np.float32)
     for blk in range(W.shape[0]):
-        s = np.zeros(16, np.float32)
-        for k in range(W.shape[1]):
-            w = W[blk, k]
+        s[:] = 0
+        start = np.uint64(blk) * rows * lanes
+        for k in range(rows):
+            o = start + k * lanes
             for lane in range(16):
-                s[lane] += w[lane]
+                s[lane] += w[o + np.uint64(lane)]
         sums[16 * blk:16 * blk + 16] = s
 
 
@@ -423,6 +393,9 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
     top = np.zeros(_SAMPLES, np.float32)
     norm = np.zeros(_SAMPLES, np.float32)
     bits = np.zeros(_SAMPLES, np.int32)
+    floats = np.arange(256).astype(np.float32)  # v as float32, for the pixel values v
+    unit_sums = np.zeros(16, np.float32)
+    narrow = H <= 12  # one block, a quarter of it or more padding: see sparse.py
     off = np.float32(smoothing / C)          # the target Y: (1 - eps) one-hot + eps / C
     on = np.float32(1 - smoothing) + off
     # For the run, W1 and its optimizer state live in blocks of 16 units (padding zero, which
@@ -449,24 +422,23 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
         batch_loss = 0.0
         for first in range(start, stop, _SAMPLES):
             last = min(first + _SAMPLES, stop)
-            for i in range(first, last):     # the first layer, image by image: P @ W1
-                if i + _AHEAD < n:
-                    _nb_prefetch_row(indptr, indices, values, order[i + _AHEAD])
-                r = order[i]
-                ys[i - first] = labels[r]
-                for blk in range(blocks):
-                    _nb_dot16(indices, values, indptr[r], indptr[r + 1], W1p, blk, Z1,
-                              i - first)
+            for i in range(first, last):
+                ys[i - first] = labels[order[i]]
+            if narrow:                        # the first layer: P @ W1
+                _nb_forward12(indptr, indices, values, order, first, last, W1p, Z1, floats,
+                              unit_sums)
+            else:
+                _nb_forward(indptr, indices, values, order, first, last, W1p, Z1, floats,
+                            unit_sums)
             hits, data_loss = _nb_layers_above(Z1, last - first, a, cb1, H, W2, b2, ys, on,
                                                off, inv_m, A1, P, D1, best, top, norm, bits,
                                                gW2, gb2, gb1)
             correct += hits
             batch_loss += data_loss
-            for i in range(first, last):     # and back: G += P.T dZ1, image by image
-                r = order[i]
-                for blk in range(blocks):
-                    _nb_axpy16(indices, values, indptr[r], indptr[r + 1], G1p, blk, D1,
-                               i - first)
+            if narrow:                        # and back: G += P.T dZ1
+                _nb_backward12(indptr, indices, values, order, first, last, G1p, D1, floats)
+            else:
+                _nb_backward(indptr, indices, values, order, first, last, G1p, D1, floats)
         # The step. W1's gradient: X.T dZ1 = a P.T dZ1 + c sum(dZ1), with x = a p + c.
         db1[:H] = gb1
         squares = _nb_first_gradient(G1p, W1p, a, c, db1, l2)
@@ -508,32 +480,40 @@ def _nb_train(indptr, indices, values, labels, order, batch_size, lrs, pre, dims
 def _nb_logits(images, W1p, cb1, a, H, W2, b2, logits, labels, compress):
     """Logits (n, C) and their argmax for uint8 images (n, n_in): each image's non-zero pixels
     found by vector compress (``compress``) and the first layer over their lists as in
-    training, or, without the compress, the sums taken while scanning the pixels' bits (one
-    block of units; more blocks scan into lists once); then the layer above for 64 images
-    side by side (units by images, vectorized over the images). W1p has
-    ``numba_engine.scan_rows`` rows."""
+    training, or, without the compress, listed by the bit table for 8 images, then summed over
+    reading each pixel's value from the image; then the layer above for 64 images side by side
+    (units by images, vectorized over the images)."""
     n, n_in = images.shape
     blocks = W1p.shape[0]
     C = W2.shape[1]
-    values = np.zeros(n_in + 64, np.uint8)
-    indices = np.zeros(n_in + 64, np.uint16)
-    chunk = np.zeros(256, np.uint8)
-    scan = not compress and blocks == 1
-    flat, rows = W1p.reshape(-1), W1p.shape[1]
+    values = np.zeros(n_in + SLACK, np.uint8)
+    indices = np.zeros(n_in + SLACK, np.uint16)
+    # Each image's list: up to n_in indices, 8 slots the bit table writes past them and four
+    # zeros, in a multiple of 4 slots (read as uint64).
+    stride = np.uint64((n_in + 15) // 4 * 4)
+    lists = np.zeros(8 * stride, np.uint16)
+    ends = np.zeros(8, np.uint64)
+    scratch = np.zeros(64, np.uint8)
+    table = _nb_bit_table()
     floats = np.arange(256).astype(np.float32)
+    sums = np.zeros(16, np.float32)
     Z1 = np.zeros((16 * blocks, _SAMPLES), np.float32)
     Z2 = np.zeros((C, _SAMPLES), np.float32)
     top = np.zeros(_SAMPLES, np.float32)
     best = np.zeros(_SAMPLES, np.int64)
     for first in range(0, n, _SAMPLES):
         m = min(_SAMPLES, n - first)
-        for t in range(m):
-            if scan:
-                _nb_dot16_scan(images, first + t, flat, rows, 0, Z1, t, chunk, floats)
-                continue
-            count = _nb_nonzero(images, first + t, values, indices, 0, compress, chunk)
-            for blk in range(blocks):
-                _nb_dot16(indices, values, 0, count, W1p, blk, Z1, t)
+        if compress:
+            for t in range(m):
+                count = _nb_nonzero(images, first + t, values, indices, 0, True, scratch, table)
+                for blk in range(blocks):
+                    _nb_dot16(indices, values, 0, count, W1p, blk, Z1, t)
+        elif H <= 12:  # one block, a quarter of it or more padding: see listed.py
+            _nb_first_layer_listed12(images, first, m, W1p, Z1, lists, ends, scratch, table,
+                                     floats, sums)
+        else:
+            _nb_first_layer_listed(images, first, m, W1p, Z1, lists, ends, scratch, table,
+                                   floats, sums)
         for o in range(C):
             for t in range(m):
                 Z2[o, t] = b2[o]

@@ -28,7 +28,7 @@ from digitnet.fast.engines import Engine, Steps
 from digitnet.network import Gradients
 from digitnet.optim import Adam, GradientDescent, LossWatch, Momentum, Optimizer
 
-__all__ = ["NumbaEngine", "numba_supports", "LANES", "blocks", "scan_rows", "readonly", "compiled"]
+__all__ = ["NumbaEngine", "numba_supports", "LANES", "blocks", "readonly", "compiled"]
 
 LANES = 16  # float32 values in one AVX-512 register: the kernels work 16 units at a time
 
@@ -36,13 +36,6 @@ LANES = 16  # float32 values in one AVX-512 register: the kernels work 16 units 
 def blocks(n_in: int, units: int) -> np.ndarray:
     """Zeroed first-layer weights in blocks of 16 units: (ceil(units / 16), n_in, 16)."""
     return np.zeros((-(-units // LANES), n_in, LANES), np.float32)
-
-
-def scan_rows(n_in: int) -> int:
-    """Rows of first-layer weight blocks that inference reads for n_in pixels: the pixels'
-    rows, then zeros up to 128 past the last whole 128 pixels (see
-    ``pixels._nb_dot16_scan``)."""
-    return 128 * -(-n_in // 128) + 1
 
 
 def readonly(a: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 from digitnet import network
 from digitnet.fast.backend import resolve_backend
 from digitnet.fast.cpu import vector_compress
-from digitnet.fast.numba_engine import blocks, compiled, readonly, scan_rows
+from digitnet.fast.numba_engine import blocks, compiled, readonly
 from digitnet.network import Params
 from digitnet.preprocessing import Preprocessing
 
@@ -23,9 +23,10 @@ class Predictor:
 
     With numba (one hidden layer, float32, uint8 images), the first layer runs over each
     image's non-zero pixels alone, found by vector compress where the CPU has it in one
-    instruction and by a bit scan elsewhere (:mod:`digitnet.fast.pixels`); otherwise the
-    reference forward pass runs in blocks. ``predict`` is the argmax of the logits, which is the
-    argmax of the probabilities (softmax keeps the order).
+    instruction and through a table of each byte's set bits elsewhere
+    (:mod:`digitnet.fast.pixels`); otherwise the reference forward pass runs in blocks.
+    ``predict`` is the argmax of the logits, which is the argmax of the probabilities (softmax
+    keeps the order).
 
     Parameters
     ----------
@@ -50,7 +51,7 @@ class Predictor:
             p = self.preprocessing
             a, c = np.float32(p.scale / p.std), np.float32(-p.mean / p.std)
             self._a = a
-            self._W1p = blocks(scan_rows(sizes[0]), sizes[1])
+            self._W1p = blocks(sizes[0], sizes[1])
             self._compress = vector_compress()  # how the non-zero pixels are found
             self._cb1 = np.zeros(sizes[1], np.float32)
             self._W1 = np.ascontiguousarray(params.W[0], np.float32)
