@@ -117,6 +117,8 @@ def paths() -> dict[str, str]:
         "inference_first_layer": ("over compressed pixel lists" if compress else
                                   "over index lists of 8 images, values read from the images, "
                                   "four pixels a step"),
-        "training_first_layer": f"sparse, over pixel lists built once, 16 units in {vector}",
+        "training_first_layer": (f"sparse, over pixel lists built once, in {vector}: blocks of "
+                                 "16 units, of which 12 are summed when the layer has 12 "
+                                 "or fewer (784-10-10)"),
         "full_batch": "the same sparse kernel (it beat float32 BLAS over uint8 chunks)",
     }
