@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import math
 import os
 import subprocess
@@ -83,13 +84,60 @@ def compiled() -> SimpleNamespace:
                            train=kernels._nb_train, logits=kernels._nb_logits)
 
 
+STAMP = "digitnet-sources.sha256"  # beside numba's index: the sources the cache was built from
+
+
 def _cache_is_warm(kernels: Any) -> bool:
-    """Whether numba's cache holds the training kernel (its index file exists)."""
+    """Whether numba's cache holds the training kernel, compiled from the sources as they are.
+
+    numba checks a cached function against its own file only, so an edit to a module whose
+    kernels it inlines (``sparse.py``, ``listed.py``) would leave the old machine code in use.
+    A digest of every source in this package, kept beside the cache, catches that.
+    """
     try:
-        index = kernels._nb_train._cache._cache_file._index_path
+        index = Path(kernels._nb_train._cache._cache_file._index_path)
     except AttributeError:  # another numba's internals: let this process compile
         return True
-    return os.path.exists(index)
+    return _cache_matches(index, sources_digest())
+
+
+def sources_digest(folder: Path | None = None) -> str:
+    """A SHA-256 over the names and bytes of the ``.py`` files in ``folder`` (this package's)."""
+    digest = hashlib.sha256()
+    for path in sorted((folder or Path(__file__).resolve().parent).glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _cache_matches(index: Path, digest: str) -> bool:
+    """Whether ``index`` exists and was compiled from sources with ``digest``; when not, the
+    compiled files beside it are removed, so that nothing stale is loaded."""
+    stamp = index.parent / STAMP
+    with contextlib.suppress(OSError):
+        if index.exists() and stamp.read_text() == digest:
+            return True
+    for path in [*index.parent.glob("*.nbi"), *index.parent.glob("*.nbc")]:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return False
+
+
+def _stamp_cache(kernels: Any) -> None:
+    """Record beside numba's index the sources its kernels were just compiled from."""
+    with contextlib.suppress(AttributeError, OSError):
+        index = Path(kernels._nb_train._cache._cache_file._index_path)
+        if index.exists():
+            _atomic_text(index.parent / STAMP, sources_digest())
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        part.write_text(text)
+        os.replace(part, path)
+    finally:
+        with contextlib.suppress(OSError):
+            part.unlink()
 
 
 def _compile() -> None:
@@ -113,6 +161,9 @@ def _compile() -> None:
                                  T.float64, T.float64, f32b, f32b, f64v, f64v))
         _nb_logits.compile(T.void(u8m, f32b, f32v, T.float32, T.int64, f32m, f32v, f32m, i64v,
                                   T.boolean))
+    from digitnet.fast import kernels
+
+    _stamp_cache(kernels)
 
 
 def numba_supports(layers: int, dtype: str | np.dtype | type, n_inputs: int,
