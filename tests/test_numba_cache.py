@@ -57,3 +57,40 @@ def test_the_compiled_kernels_leave_a_stamp_of_the_sources_beside_the_cache():
     index = Path(kernels._nb_train._cache._cache_file._index_path)
     assert index.exists()
     assert (index.parent / numba_engine.STAMP).read_text() == numba_engine.sources_digest()
+
+
+def _fake_kernels(index: Path):
+    from types import SimpleNamespace
+
+    cache_file = SimpleNamespace(_index_path=str(index))
+    return SimpleNamespace(_nb_train=SimpleNamespace(_cache=SimpleNamespace(
+        _cache_file=cache_file)))
+
+
+def test_one_process_at_a_time_checks_and_fills_the_cache(tmp_path):
+    import threading
+
+    kernels = _fake_kernels(tmp_path / "cache" / "kernels._nb_train-1.py311.nbi")
+    events: list[str] = []
+    first_inside, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with numba_engine._cache_lock(kernels):
+            events.append("first in")
+            first_inside.set()
+            release.wait(10)
+            events.append("first out")
+
+    def second() -> None:
+        first_inside.wait(10)
+        with numba_engine._cache_lock(kernels):
+            events.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    first_inside.wait(10)
+    threading.Timer(0.2, release.set).start()
+    for thread in threads:
+        thread.join(20)
+    assert events == ["first in", "first out", "second in"]

@@ -72,16 +72,40 @@ def compiled() -> SimpleNamespace:
     """
     from digitnet.fast import kernels, pixels
 
-    if not _cache_is_warm(kernels):
-        package_root = str(Path(kernels.__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-        subprocess.run([sys.executable, "-c",
-                        "from digitnet.fast import numba_engine; numba_engine._compile()"],
-                       env=env, capture_output=True, check=False, timeout=900)
+    with _cache_lock(kernels):  # one process at a time checks and fills the cache
+        if not _cache_is_warm(kernels):
+            _compile_in_child(kernels)
     _compile()  # from the cache (compiled here only if the child could not write it)
     return SimpleNamespace(csr=pixels._nb_csr, prepare=kernels._nb_prepare,
                            train=kernels._nb_train, logits=kernels._nb_logits)
+
+
+def _compile_in_child(kernels: Any) -> None:
+    """Compile the kernels into numba's cache in a child process."""
+    package_root = str(Path(kernels.__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    subprocess.run([sys.executable, "-c",
+                    "from digitnet.fast import numba_engine; numba_engine._compile()"],
+                   env=env, capture_output=True, check=False, timeout=900)
+
+
+@contextlib.contextmanager
+def _cache_lock(kernels: Any) -> Iterator[None]:
+    """Hold an exclusive lock on numba's cache folder (where the system offers ``flock``), so
+    that a second process never loads, or removes, what the first is still compiling."""
+    try:
+        import fcntl
+
+        folder = Path(kernels._nb_train._cache._cache_file._index_path).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / "digitnet-compile.lock", "a")  # noqa: SIM115 (held below)
+    except (ImportError, AttributeError, OSError):
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 STAMP = "digitnet-sources.sha256"  # beside numba's index: the sources the cache was built from
