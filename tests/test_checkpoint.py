@@ -14,16 +14,13 @@ import pytest
 
 from digitnet import checkpoint, modelfile, training
 from digitnet.errors import ModelFileError
+from tiny_data import prototypes
 
 DIGITNET = Path(sys.executable).with_name("digitnet")
 
 
 def blobs(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Ten noisy uint8 prototypes, a problem the network learns in a few epochs."""
-    rng = np.random.default_rng(seed)
-    centres = rng.integers(0, 256, (10, 784))
-    labels = np.arange(n) % 10
-    images = np.clip(centres[labels] + rng.normal(0, 60, (n, 784)), 0, 255).astype(np.uint8)
+    images, labels = prototypes(n, seed)
     return images.reshape(n, 28, 28), labels.astype(np.uint8)
 
 

@@ -10,18 +10,11 @@ import pytest
 from digitnet import training
 from digitnet.errors import ConfigError
 from digitnet.training import Progress, Trainer, make_config
+from tiny_data import prototypes, same_params
 
 
 def blobs(n: int = 500, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.integers(0, 256, (10, 784))
-    labels = np.arange(n) % 10
-    images = np.clip(centres[labels] + rng.normal(0, 60, (n, 784)), 0, 255).astype(np.uint8)
-    return images, labels
-
-
-def weights(params) -> list[np.ndarray]:
-    return [*params.W, *params.b]
+    return prototypes(n, seed)
 
 
 @pytest.mark.parametrize("backend", ["reference", "numpy"])
@@ -38,8 +31,7 @@ def test_events_are_immutable_records_of_every_epoch(backend):
         records[0].loss = 0.0  # type: ignore[misc]
     # A snapshot is a copy: later steps do not move it, and it equals the params of its time.
     assert not np.array_equal(records[0].params.W[0], records[-1].params.W[0])
-    assert all(np.array_equal(a, b) for a, b in zip(weights(records[-1].params),
-                                                    weights(trainer.params), strict=True))
+    assert same_params(records[-1].params, trainer.params)
     assert not trainer.stopped and trainer.done
     assert trainer.result().meta["history"]["val_accuracy"] == [r.val_accuracy for r in records]
 
@@ -90,8 +82,7 @@ def test_stop_from_another_thread_mid_epoch_keeps_a_resumable_state():
     resumed = Trainer(config, images, labels, backend="numpy")
     resumed.load_state_dict(trainer.state_dict())
     model = resumed.run()
-    assert all(np.array_equal(a, b) for a, b in zip(weights(model.params),
-                                                    weights(unbroken.params), strict=True))
+    assert same_params(model.params, unbroken.params)
 
 
 def test_full_batch_runs_report_every_ten_steps():
@@ -116,8 +107,7 @@ def test_state_dict_round_trip_continues_bit_for_bit(backend):
     second.load_state_dict(state)
     assert (second.epoch, second.step) == (2, state["step"])
     model = second.run()
-    assert all(np.array_equal(a, b) for a, b in zip(weights(model.params),
-                                                    weights(unbroken.params), strict=True))
+    assert same_params(model.params, unbroken.params)
     assert model.meta["history"]["val_accuracy"] == unbroken.meta["history"]["val_accuracy"]
 
 
@@ -129,8 +119,7 @@ def test_state_dict_is_a_copy():
     state = trainer.state_dict()
     kept = state["params"].copy()
     next(events)
-    assert all(np.array_equal(a, b) for a, b in zip(weights(state["params"]), weights(kept),
-                                                    strict=True))
+    assert same_params(state["params"], kept)
 
 
 def test_a_state_that_does_not_fit_is_refused():
@@ -147,8 +136,7 @@ def test_soft_targets_replace_the_labels():
     one_hot = np.eye(10, dtype=np.float32)[labels]
     plain = Trainer(config, images, labels, backend="numpy").run()
     same = Trainer(config, images, labels, backend="numpy", targets=one_hot).run()
-    assert all(np.array_equal(a, b) for a, b in zip(weights(plain.params), weights(same.params),
-                                                    strict=True))
+    assert same_params(plain.params, same.params)
     shifted = Trainer(config, images, labels, backend="numpy",
                       targets=np.roll(one_hot, 1, axis=1)).run()
     # Learning the next class instead: the labels still count, so accuracy collapses.

@@ -8,23 +8,12 @@ import pytest
 from digitnet import network
 from digitnet.errors import ConfigError
 from digitnet.training import Trainer, make_config
+from tiny_data import prototypes, same_params
 
 
 def blobs(n: int = 500, seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Ten noisy classes, hard enough that starts differ after an epoch."""
-    rng = np.random.default_rng(seed)
-    centres = rng.integers(0, 256, (10, 784))
-    labels = np.arange(n) % 10
-    images = np.clip(centres[labels] + rng.normal(0, 150, (n, 784)), 0, 255).astype(np.uint8)
-    return images, labels
-
-
-def weights(params) -> list[np.ndarray]:
-    return [*params.W, *params.b]
-
-
-def same(a, b) -> bool:
-    return all(np.array_equal(x, y) for x, y in zip(weights(a), weights(b), strict=True))
+    return prototypes(n, seed, noise=150)
 
 
 CONFIG = dict(epochs=4, val_size=150, batch_size=25, lr=0.002, restart_epochs=1)
@@ -54,8 +43,8 @@ def test_the_start_with_the_best_validation_accuracy_goes_on(augment):
     assert len(set(scores)) > 1  # the starts do differ
     best = Trainer(plain, images, labels, backend="numpy")
     best.load_state_dict(states[int(np.argmax(scores))])
-    assert same(best.run().params, trainer.result().params)
-    assert same(best.params, trainer.params)
+    assert same_params(best.run().params, trainer.result().params)
+    assert same_params(best.params, trainer.params)
     assert records[0].val_accuracy == max(scores)
 
 
@@ -64,7 +53,8 @@ def test_restarts_are_deterministic_and_a_stop_during_them_starts_over():
     config = make_config("default", **{**CONFIG, "restart_epochs": 2}, restarts=2,
                          augment=0.5)
     unbroken = Trainer(config, images, labels, backend="numpy").run()
-    assert same(unbroken.params, Trainer(config, images, labels, backend="numpy").run().params)
+    again = Trainer(config, images, labels, backend="numpy").run()
+    assert same_params(unbroken.params, again.params)
 
     stopped = Trainer(config, images, labels, backend="numpy")
     real = stopped._advance
@@ -81,7 +71,7 @@ def test_restarts_are_deterministic_and_a_stop_during_them_starts_over():
     assert stopped.stopped and (stopped.step, stopped.epoch) == (0, 0)
     resumed = Trainer(config, images, labels, backend="numpy")
     resumed.load_state_dict(stopped.state_dict())
-    assert same(resumed.run().params, unbroken.params)
+    assert same_params(resumed.run().params, unbroken.params)
 
 
 def test_restarts_need_validation_images():
